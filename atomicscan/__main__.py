@@ -1,0 +1,7 @@
+"""Allow `python -m atomicscan`."""
+
+from __future__ import annotations
+
+from atomicscan.cli import main
+
+main()

@@ -1,0 +1,181 @@
+"""The podman runtime plugin: podman's own image and container mounts, and its CLI."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from atomicscan import proc
+from atomicscan.errors import CommandError, MountError, RuntimeUnavailableError
+from atomicscan.hookspecs import hookimpl
+from atomicscan.runtime import (
+    Runtime,
+    RuntimeRegistry,
+    ScannerContainer,
+    Target,
+    first_line,
+)
+from atomicscan.targets import Candidate, match_container, match_image, not_found
+
+#: Written by the setup script only on hosts where podman's defaults cannot run containers.
+HOST_CONTAINERS_CONF = Path("/etc/atomicscan/containers.conf")
+
+
+def podman_environment() -> dict[str, str]:
+    """Extra environment for podman: the host fix-up config, unless the user chose one."""
+    if "CONTAINERS_CONF" in os.environ or not HOST_CONTAINERS_CONF.is_file():
+        return {}
+    return {"CONTAINERS_CONF": str(HOST_CONTAINERS_CONF)}
+
+
+def isolation_flags(container: ScannerContainer) -> list[str]:
+    """The scanner contract's lock-down, shared by podman and docker."""
+    flags = [
+        "--read-only",
+        "--network", "none",
+        "--cap-drop", "all",
+        "--security-opt", "no-new-privileges",
+        "--user", container.user,
+        "--pids-limit", "1024",
+        "--ipc", "private",
+    ]
+    for capability in container.capabilities:
+        flags += ["--cap-add", capability]
+    for bind in container.binds:
+        spec = f"type=bind,source={bind.source},destination={bind.destination}"
+        flags += ["--mount", spec + (",readonly" if bind.read_only else "")]
+    for key, value in sorted(container.env.items()):
+        flags += ["--env", f"{key}={value}"]
+    for key, value in sorted(container.labels.items()):
+        flags += ["--label", f"{key}={value}"]
+    return flags
+
+
+class PodmanRuntime(Runtime):
+    """podman as root, through its command line."""
+
+    name = "podman"
+
+    def __init__(self, binary: str = "podman") -> None:
+        self.binary = binary
+        self.env = podman_environment()
+        self._checked: str | None = None
+
+    def _podman(self, *args: str, check: bool = True, timeout: float = 300.0
+                ) -> proc.Completed:
+        return proc.run([self.binary, *args], env=self.env, check=check, timeout=timeout)
+
+    def check(self) -> None:
+        if self._checked == "ok":
+            return
+        if shutil.which(self.binary) is None:
+            raise RuntimeUnavailableError("podman: binary not found on PATH (apt install podman)")
+        if os.geteuid() != 0:
+            raise RuntimeUnavailableError("podman: atomicscan needs root to mount images")
+        result = self._podman("version", "--format", "{{.Client.Version}}", check=False)
+        if not result.ok:
+            raise RuntimeUnavailableError(f"podman: not working: {first_line(result.stderr)}")
+        self._checked = "ok"
+
+    # -- targets ---------------------------------------------------------------------
+
+    def _containers(self) -> list[Candidate]:
+        rows = json.loads(self._podman("ps", "--all", "--format", "json").stdout or "[]")
+        return [
+            Candidate(
+                id=row["Id"],
+                names=tuple(row.get("Names") or ()),
+                running=row.get("State") == "running",
+            )
+            for row in rows
+        ]
+
+    def _images(self) -> list[Candidate]:
+        rows = json.loads(self._podman("images", "--all", "--format", "json").stdout or "[]")
+        return [
+            Candidate(id=row["Id"], names=tuple(row.get("Names") or row.get("RepoTags") or ()))
+            for row in rows
+        ]
+
+    def resolve(self, ref: str) -> Target:
+        container = match_container(ref, self._containers())
+        if container is not None:
+            return Target(ref=ref, id=container.id, type="container", runtime=self.name,
+                          key=container.id, names=container.names, running=container.running)
+        image = match_image(ref, self._images())
+        if image is not None:
+            return Target(ref=ref, id=image.id, type="image", runtime=self.name,
+                          key=image.id, names=image.names)
+        raise not_found(ref, self.name)
+
+    # -- mounts ----------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def mount_rootfs(
+        self, target: Target, journal: Callable[[dict[str, Any]], None]
+    ) -> Iterator[Path]:
+        if target.type == "image":
+            mount_args: tuple[str, ...] = ("image", "mount", target.id)
+            action = "image-mount"
+        elif target.type == "container":
+            mount_args = ("mount", target.id)
+            action = "container-mount"
+        else:
+            raise MountError(f"podman cannot mount a {target.type}")
+        journal({"runtime": self.name, "action": action, "id": target.id})
+        try:
+            path = Path(self._podman(*mount_args).stdout.strip())
+        except CommandError as exc:
+            raise MountError(f"podman could not mount {target.ref}: {exc}") from exc
+        try:
+            yield path
+        finally:
+            self.undo({"action": action, "id": target.id})
+
+    def undo(self, record: Mapping[str, Any]) -> None:
+        target_id = str(record.get("id", ""))
+        if record.get("action") == "image-mount":
+            self._podman("image", "umount", target_id, check=False)
+        elif record.get("action") == "container-mount":
+            self._podman("umount", target_id, check=False)
+
+    # -- scanners --------------------------------------------------------------------
+
+    def image_id(self, image: str) -> str | None:
+        result = self._podman("image", "inspect", "--format", "{{.Id}}", image, check=False)
+        return result.stdout.strip() or None if result.ok else None
+
+    def run_scanner(self, container: ScannerContainer) -> proc.Completed:
+        argv = [
+            self.binary, "run", "--rm", "--pull", "never", "--name", container.name,
+            *isolation_flags(container), container.image, *container.args,
+        ]
+        return proc.run_bounded(argv, env=self.env, timeout=container.timeout)
+
+    def remove_container(self, name: str) -> None:
+        self._podman("rm", "--force", "--ignore", "--time", "0", name, check=False)
+
+    def labelled_containers(self, label: str) -> list[tuple[str, str]]:
+        result = self._podman("ps", "--all", "--filter", f"label={label}", "--format", "json",
+                              check=False)
+        if not result.ok:
+            return []
+        rows = json.loads(result.stdout or "[]")
+        return [
+            ((row.get("Names") or [row["Id"]])[0], (row.get("Labels") or {}).get(label, ""))
+            for row in rows
+        ]
+
+    def build_hint(self, image: str) -> str:
+        return (f"build it with `podman build --network host -t {image} scanners/<name>` "
+                "or run tests/testbed/build-images")
+
+
+@hookimpl
+def atomicscan_add_runtimes(registry: RuntimeRegistry) -> None:
+    registry.add("podman", PodmanRuntime)

@@ -1,0 +1,77 @@
+"""Undo what runs that died (SIGKILL, power loss) left behind, and nothing else."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from atomicscan import mounts, state
+from atomicscan.errors import AtomicscanError
+from atomicscan.runtime import RUN_LABEL, Runtime, RuntimeRegistry
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CleanupReport:
+    containers: list[str] = field(default_factory=list)
+    mounts: list[str] = field(default_factory=list)
+    runs: list[str] = field(default_factory=list)
+
+    @property
+    def empty(self) -> bool:
+        return not (self.containers or self.mounts or self.runs)
+
+    def to_json(self) -> dict[str, list[str]]:
+        return {"containers": self.containers, "mounts": self.mounts, "runs": self.runs}
+
+
+def _usable(runtimes: RuntimeRegistry) -> dict[str, Runtime]:
+    usable: dict[str, Runtime] = {}
+    for name in runtimes.names():
+        try:
+            runtime = runtimes.get(name)
+            runtime.check()
+        except AtomicscanError:
+            continue
+        usable[name] = runtime
+    return usable
+
+
+def clean_stale(runtimes: RuntimeRegistry, root: Path | None = None, *,
+                always_containers: bool = False) -> CleanupReport:
+    """Remove containers, mounts and state of dead runs; live runs are never touched.
+
+    Container listing costs a runtime call, so it only happens when a dead run's directory
+    exists, unless ``always_containers`` (the explicit ``atomicscan cleanup``).
+    """
+    report = CleanupReport()
+    stale = state.stale_runs(root)
+    if not stale and not always_containers:
+        return report
+    usable = _usable(runtimes)
+    live = state.live_run_ids(root)
+    for runtime in usable.values():
+        for name, run_id in runtime.labelled_containers(RUN_LABEL):
+            if run_id not in live:
+                log.info("removing %s container %s of dead run %s", runtime.name, name, run_id)
+                runtime.remove_container(name)
+                report.containers.append(f"{runtime.name}:{name}")
+    for directory in stale:
+        for point in mounts.mounts_under(directory):
+            mounts.unmount(point)
+            report.mounts.append(str(point))
+        for record in reversed(state.read_journal(directory)):
+            runtime_name = str(record.get("runtime", ""))
+            owner = usable.get(runtime_name)
+            if owner is None:
+                log.warning("cannot undo %s: runtime %s unusable", record, runtime_name)
+                continue
+            owner.undo(record)
+            report.mounts.append(f"{runtime_name}:{record.get('action')}:{record.get('id')}")
+        if not mounts.mounts_under(directory):
+            shutil.rmtree(directory, ignore_errors=True)
+            report.runs.append(directory.name)
+    return report

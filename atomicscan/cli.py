@@ -1,0 +1,251 @@
+"""The command line: parse, call the library, print, and map errors to exit codes."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+from typing import Any, NoReturn
+
+import click
+from rich.console import Console
+
+from atomicscan import __version__
+from atomicscan.errors import AtomicscanError, ExitCode, Interrupted
+
+EXIT_CODES_HELP = """\b
+Exit codes:
+  0    every scan succeeded
+  1    a scan failed, or a runtime error stopped the run
+  2    usage error: a wrong flag, an unknown scanner, a target not found
+  130  interrupted (Ctrl-C or SIGTERM), after cleaning up
+"""
+
+SCAN_EPILOG = f"""\b
+Examples:
+  atomicscan --scanner packages docker.io/library/debian:bookworm-slim
+  atomicscan --scanner packages --json mycontainer > report.json
+  atomicscan --scanner packages --rootfs /srv/chroots/web
+  atomicscan --list
+
+\b
+Other commands:
+  atomicscan doctor     check podman, the scanner images and this host
+  atomicscan cleanup    remove what killed runs left behind (mounts, containers)
+
+{EXIT_CODES_HELP}"""
+
+stderr = Console(stderr=True)
+
+
+class _DefaultToScan(click.Group):
+    """``atomicscan [OPTIONS] TARGET...`` means ``atomicscan scan ...``, like atomic scan."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args[:1] != ["--version"] and (not args or args[0] not in self.commands):
+            args = ["scan", *args]
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=_DefaultToScan, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="atomicscan")
+def cli() -> None:
+    """Scan container images and containers from the host."""
+
+
+def _setup_logging(verbose: bool, debug: bool) -> None:
+    level = logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING
+    logging.basicConfig(level=level, stream=sys.stderr,
+                        format="atomicscan: %(levelname)s: %(message)s")
+
+
+@cli.command(epilog=SCAN_EPILOG, context_settings={"max_content_width": 100})
+@click.argument("targets", nargs=-1, metavar="TARGET...")
+@click.option("--runtime", type=click.Choice(["podman", "docker"]), default=None,
+              help="Container runtime that holds the targets and runs the scanner "
+                   "[default: podman].")
+@click.option("--scanner", metavar="NAME", help="Scanner to run (see --list).")
+@click.option("--scan-type", "--scan_type", metavar="TYPE",
+              help="Scan type of that scanner [default: the scanner's default].")
+@click.option("--scanner-args", "--scanner_args", metavar="K=V,...",
+              help="Arguments for the scanner, e.g. profile=standard.")
+@click.option("--rootfs", type=click.Path(path_type=Path), multiple=True, metavar="PATH",
+              help="Scan a directory tree instead of an image or container (repeatable).")
+@click.option("--output-dir", "--output_dir", type=click.Path(path_type=Path), metavar="DIR",
+              help="Base directory for results [default: /var/lib/atomicscan]; results go "
+                   "to DIR/<scanner>/<timestamp>/.")
+@click.option("--timeout", type=click.FloatRange(min=1), metavar="SECONDS",
+              help="Kill the scanner after this long; its targets fail.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print exactly one JSON document on stdout; messages go to stderr.")
+@click.option("--list", "list_scanners", is_flag=True,
+              help="List the installed scanners and their scan types, then exit.")
+@click.option("-v", "--verbose", is_flag=True, help="Say what is happening, on stderr.")
+@click.option("--debug", is_flag=True, help="Log every command run, and show tracebacks.")
+def scan(targets: tuple[str, ...], runtime: str | None, scanner: str | None,
+         scan_type: str | None, scanner_args: str | None, rootfs: tuple[Path, ...],
+         output_dir: Path | None, timeout: float | None, as_json: bool, list_scanners: bool,
+         verbose: bool, debug: bool) -> None:
+    """Scan images or containers (TARGET: name, name:tag or ID) with a scanner.
+
+    Each target's root filesystem is mounted read-only on the host and handed to an
+    unprivileged, network-less scanner container at /scanin; its results are read from
+    /scanout, checked, merged and kept in the results directory. A TARGET is looked up
+    as a container first, then as an image. Nothing is ever pulled.
+    """
+    _setup_logging(verbose, debug)
+    from atomicscan.plugins import Plugins
+    from atomicscan.render import print_report, scanners_table
+    from atomicscan.scan import ScanRequest, ScanRun, parse_scanner_args
+
+    plugins = Plugins.load()
+    if list_scanners:
+        if as_json:
+            click.echo(json.dumps({"scanners": [_scanner_json(s) for s in plugins.scanners]},
+                                  indent=2))
+        else:
+            Console().print(scanners_table(plugins.scanners))
+        return
+    request = ScanRequest(
+        targets=targets, rootfs=rootfs, scanner=scanner, scan_type=scan_type,
+        scanner_args=parse_scanner_args(scanner_args), runtime=runtime,
+        output_dir=output_dir, timeout=timeout,
+    )
+    run = ScanRun(plugins, request, progress=_progress(verbose))
+    with stderr.status("scanning…", spinner="dots") if _live(as_json) else _nullcontext():
+        report = run.execute()
+    if as_json:
+        click.echo(json.dumps(report.to_json(), indent=2))
+    else:
+        print_report(Console(), report)
+    if not report.successful:
+        raise SystemExit(ExitCode.SCAN_FAILED)
+
+
+def _scanner_json(scanner: Any) -> dict[str, Any]:
+    return {
+        "name": scanner.name,
+        "image": scanner.image,
+        "description": scanner.description,
+        "default_scan": scanner.default_scan,
+        "scan_types": [{"name": t.name, "description": t.description,
+                        "default": t.name == scanner.default_scan}
+                       for t in scanner.scan_types.values()],
+        "capabilities": list(scanner.capabilities),
+        "origin": scanner.origin,
+    }
+
+
+class _nullcontext:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def _live(as_json: bool) -> bool:
+    return not as_json and stderr.is_terminal
+
+
+def _progress(verbose: bool) -> Any:
+    def report(message: str) -> None:
+        if verbose:
+            stderr.print(f"atomicscan: {message}", highlight=False)
+    return report
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
+@click.option("-v", "--verbose", is_flag=True)
+@click.option("--debug", is_flag=True)
+def doctor(as_json: bool, verbose: bool, debug: bool) -> None:
+    """Check that this host can scan: runtimes, scanner images, permissions."""
+    _setup_logging(verbose, debug)
+    from atomicscan.doctor import run_checks
+    from atomicscan.plugins import Plugins
+
+    checks = run_checks(Plugins.load())
+    if as_json:
+        click.echo(json.dumps([c.to_json() for c in checks], indent=2))
+    else:
+        for check in checks:
+            mark = "[green]ok[/green]  " if check.ok else "[red]FAIL[/red]"
+            stderr.print(f"{mark} {check.name}: {check.detail}", highlight=False)
+            if check.fix and not check.ok:
+                stderr.print(f"      fix: {check.fix}", highlight=False)
+    if not all(check.ok for check in checks):
+        raise SystemExit(ExitCode.SCAN_FAILED)
+
+
+@cli.command(name="cleanup")
+@click.option("--json", "as_json", is_flag=True, help="Print what was removed as JSON.")
+@click.option("-v", "--verbose", is_flag=True)
+@click.option("--debug", is_flag=True)
+def cleanup_command(as_json: bool, verbose: bool, debug: bool) -> None:
+    """Remove mounts, scanner containers and state left by atomicscan runs that were killed.
+
+    Runs that are still alive are never touched.
+    """
+    _setup_logging(verbose, debug)
+    from atomicscan.cleanup import clean_stale
+    from atomicscan.mounts import require_root
+    from atomicscan.plugins import Plugins
+
+    require_root()
+    report = clean_stale(Plugins.load().runtimes, always_containers=True)
+    if as_json:
+        click.echo(json.dumps(report.to_json(), indent=2))
+    elif report.empty:
+        stderr.print("nothing to clean up")
+    else:
+        for kind, items in report.to_json().items():
+            for item in items:
+                stderr.print(f"removed {kind[:-1]} {item}", highlight=False)
+
+
+def _on_signal(signum: int, frame: FrameType | None) -> None:
+    # First signal: unwind (every mount's context manager runs). Later ones are ignored,
+    # so a second Ctrl-C can't cut the cleanup short.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if signum == signal.SIGINT:
+        raise KeyboardInterrupt
+    raise Interrupted
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    stderr.print(f"atomicscan: error: {message}", highlight=False, soft_wrap=True)
+    raise SystemExit(code)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console-script entry point."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    signal.signal(signal.SIGINT, _on_signal)
+    signal.signal(signal.SIGTERM, _on_signal)
+    try:
+        cli.main(args=args, prog_name="atomicscan", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        raise SystemExit(exc.exit_code) from None
+    except click.UsageError as exc:
+        _fail(f"{exc.format_message()} (see atomicscan --help)", ExitCode.USAGE)
+    except click.ClickException as exc:
+        _fail(exc.format_message(), ExitCode.USAGE)
+    except (KeyboardInterrupt, Interrupted, click.exceptions.Abort):
+        _fail("interrupted; mounts and containers were cleaned up", ExitCode.INTERRUPTED)
+    except AtomicscanError as exc:
+        if debug:
+            traceback.print_exc()
+        _fail(exc.message, exc.exit_code)
+    except Exception as exc:
+        if debug:
+            raise
+        _fail(f"internal error: {exc.__class__.__name__}: {exc} (rerun with --debug for the "
+              "traceback)", ExitCode.SCAN_FAILED)

@@ -1,0 +1,91 @@
+"""Host mounts atomicscan makes itself: read-only binds and size-limited scratch tmpfs."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from atomicscan import proc
+from atomicscan.errors import CommandError, MountError
+
+log = logging.getLogger(__name__)
+
+
+def _unescape(field: str) -> str:
+    # mountinfo escapes space, tab, newline and backslash as octal.
+    return (field.replace("\\040", " ").replace("\\011", "\t")
+            .replace("\\012", "\n").replace("\\134", "\\"))
+
+
+def mounts_under(root: Path) -> list[Path]:
+    """Mount points at or below ``root``, deepest first (the order to unmount them)."""
+    prefix = str(root).rstrip("/")
+    found: list[Path] = []
+    with open("/proc/self/mountinfo", encoding="utf-8") as mountinfo:  # noqa: PTH123
+        for line in mountinfo:
+            point = _unescape(line.split()[4])
+            if point == prefix or point.startswith(prefix + "/"):
+                found.append(Path(point))
+    return sorted(found, key=lambda p: len(p.parts), reverse=True)
+
+
+def is_mountpoint(path: Path) -> bool:
+    return path in mounts_under(path)
+
+
+def unmount(path: Path) -> None:
+    """Unmount ``path``; fall back to a lazy unmount if something still holds it busy."""
+    result = proc.run(["umount", str(path)], check=False)
+    if result.ok:
+        return
+    log.warning("umount %s failed (%s); detaching lazily", path, result.stderr.strip())
+    proc.run(["umount", "--lazy", str(path)], check=False)
+
+
+@contextlib.contextmanager
+def readonly_bind(source: Path, mountpoint: Path) -> Iterator[Path]:
+    """Present ``source`` read-only (and nosuid, nodev) at ``mountpoint`` until exit."""
+    mountpoint.mkdir(parents=True, exist_ok=True)
+    try:
+        proc.run(["mount", "--bind", str(source), str(mountpoint)])
+        # A bind inherits the source's flags; read-only needs its own remount.
+        proc.run(["mount", "-o", "remount,bind,ro,nosuid,nodev", str(mountpoint)])
+        # Keep later mounts inside the target from propagating back to the host.
+        proc.run(["mount", "--make-rprivate", str(mountpoint)])
+    except CommandError as exc:
+        if is_mountpoint(mountpoint):
+            unmount(mountpoint)
+        with contextlib.suppress(OSError):
+            mountpoint.rmdir()
+        raise MountError(f"cannot bind {source} read-only: {exc}") from exc
+    try:
+        yield mountpoint
+    finally:
+        unmount(mountpoint)
+        with contextlib.suppress(OSError):
+            mountpoint.rmdir()
+
+
+@contextlib.contextmanager
+def scratch_tmpfs(mountpoint: Path, size_bytes: int, uid: int, gid: int) -> Iterator[Path]:
+    """A tmpfs of at most ``size_bytes`` owned by the scanner's user: its /scanout."""
+    mountpoint.mkdir(parents=True, exist_ok=True)
+    options = f"size={size_bytes},mode=0700,uid={uid},gid={gid},nosuid,nodev,noexec"
+    try:
+        proc.run(["mount", "-t", "tmpfs", "-o", options, "atomicscan-scanout", str(mountpoint)])
+    except CommandError as exc:
+        raise MountError(f"cannot mount scratch space for /scanout: {exc}") from exc
+    try:
+        yield mountpoint
+    finally:
+        unmount(mountpoint)
+        with contextlib.suppress(OSError):
+            mountpoint.rmdir()
+
+
+def require_root() -> None:
+    if os.geteuid() != 0:
+        raise MountError("atomicscan mounts root filesystems and needs root; run it with sudo")

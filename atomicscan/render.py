@@ -1,0 +1,61 @@
+"""Human-readable output: summaries and tables for a person at a terminal."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from rich.console import Console
+from rich.table import Table
+
+from atomicscan.results import Report, ScanResult
+from atomicscan.scanners import ScannerRegistry
+
+
+def scanners_table(registry: ScannerRegistry) -> Table:
+    table = Table(title="Installed scanners (* = default scan type)", title_justify="left")
+    table.add_column("scanner")
+    table.add_column("scan type")
+    table.add_column("description")
+    table.add_column("image")
+    table.add_column("capabilities")
+    for scanner in registry:
+        for index, scan_type in enumerate(scanner.scan_types.values()):
+            marker = " *" if scan_type.name == scanner.default_scan else ""
+            table.add_row(
+                scanner.name if index == 0 else "",
+                scan_type.name + marker,
+                scan_type.description or scanner.description,
+                scanner.image if index == 0 else "",
+                (", ".join(scanner.capabilities) or "none") if index == 0 else "",
+            )
+    return table
+
+
+def _result_line(result: ScanResult) -> str:
+    label = f"{result.target_type} {result.target}"
+    if result.runtime:
+        label += f" ({result.runtime}, {result.target_id[:12]})"
+    if not result.successful:
+        return f"[red]FAILED[/red] {label}: {result.error}"
+    parts = []
+    if result.os is not None:
+        parts.append(str(result.os.get("pretty_name") or result.os.get("id") or "unknown OS"))
+    if result.packages is not None:
+        kinds = Counter(package.type for package in result.packages)
+        detail = ", ".join(f"{count} {kind}" for kind, count in sorted(kinds.items()))
+        parts.append(f"{len(result.packages)} packages" + (f" ({detail})" if detail else ""))
+    parts.append(f"{len(result.findings)} findings")
+    return f"[green]ok[/green] {label}: " + "; ".join(parts)
+
+
+def print_report(console: Console, report: Report) -> None:
+    for result in report.results:
+        console.print(_result_line(result), highlight=False)
+        for note in result.notes:
+            console.print(f"    note: {note}", highlight=False)
+    failed = sum(not r.successful for r in report.results)
+    console.print(
+        f"{len(report.results)} target(s) scanned with {report.scanner} ({report.scan_type}), "
+        f"{failed} failed. Results: {report.results_dir}",
+        highlight=False,
+    )

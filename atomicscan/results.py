@@ -1,0 +1,145 @@
+"""Scan results: small frozen records with exactly one JSON form each."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+JSON = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One thing a scanner reports about a target: a vulnerability, a failed rule, a lint."""
+
+    id: str
+    title: str
+    severity: str = "unknown"
+    description: str = ""
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> JSON:
+        return {
+            "id": self.id,
+            "title": self.title,
+            "severity": self.severity,
+            "description": self.description,
+            "details": dict(self.details),
+        }
+
+
+@dataclass(frozen=True)
+class Package:
+    """One installed package as its package manager records it."""
+
+    name: str
+    version: str
+    architecture: str
+    type: str
+    purl: str
+    source: str | None = None
+
+    def to_json(self) -> JSON:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "architecture": self.architecture,
+            "source": self.source,
+            "type": self.type,
+            "purl": self.purl,
+        }
+
+
+@dataclass(frozen=True)
+class ScanResult:
+    """The outcome of one scanner on one target.
+
+    ``os`` and ``packages`` are set by inventory scanners only; ``custom`` keeps whatever
+    else the scanner reported, untouched.
+    """
+
+    target: str
+    target_id: str
+    target_type: str
+    runtime: str | None
+    scanner: str
+    scan_type: str
+    successful: bool
+    started_at: str
+    finished_at: str
+    error: str | None = None
+    findings: tuple[Finding, ...] = ()
+    os: Mapping[str, Any] | None = None
+    packages: tuple[Package, ...] | None = None
+    notes: tuple[str, ...] = ()
+    custom: Mapping[str, Any] = field(default_factory=dict)
+    raw_dir: Path | None = None
+
+    def replace(self, **changes: Any) -> ScanResult:
+        return dataclasses.replace(self, **changes)
+
+    def to_json(self) -> JSON:
+        doc: JSON = {
+            "target": self.target,
+            "target_id": self.target_id,
+            "target_type": self.target_type,
+            "runtime": self.runtime,
+            "scanner": self.scanner,
+            "scan_type": self.scan_type,
+            "successful": self.successful,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+        }
+        if not self.successful:
+            doc["error"] = self.error or "scan failed"
+        doc["findings"] = [finding.to_json() for finding in self.findings]
+        if self.os is not None or self.packages is not None:
+            doc["os"] = dict(self.os) if self.os is not None else None
+            doc["packages"] = [package.to_json() for package in self.packages or ()]
+        if self.notes:
+            doc["notes"] = list(self.notes)
+        if self.custom:
+            doc["custom"] = dict(self.custom)
+        if self.raw_dir is not None:
+            doc["raw_dir"] = str(self.raw_dir)
+        return doc
+
+
+@dataclass(frozen=True)
+class Report:
+    """Everything one run produced: the merged results of every target."""
+
+    run_id: str
+    scanner: str
+    scan_type: str
+    started_at: str
+    finished_at: str
+    results_dir: Path | None
+    results: tuple[ScanResult, ...]
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def successful(self) -> bool:
+        return all(result.successful for result in self.results)
+
+    def to_json(self) -> JSON:
+        doc: JSON = {
+            "run_id": self.run_id,
+            "scanner": self.scanner,
+            "scan_type": self.scan_type,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "results_dir": str(self.results_dir) if self.results_dir else None,
+            "successful": self.successful,
+            "summary": {
+                "targets": len(self.results),
+                "failed": sum(not result.successful for result in self.results),
+                "findings": sum(len(result.findings) for result in self.results),
+            },
+            "results": [result.to_json() for result in self.results],
+        }
+        doc.update(self.extra)
+        return doc

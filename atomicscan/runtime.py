@@ -1,0 +1,155 @@
+"""The runtime-neutral interface every container runtime plugin implements."""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from atomicscan.errors import RuntimeUnavailableError, UsageError
+from atomicscan.proc import Completed
+
+#: Label on every scanner container atomicscan starts; its value is the run ID.
+RUN_LABEL = "io.atomicscan.run"
+
+
+@dataclass(frozen=True)
+class Target:
+    """Something to scan, as resolved from what the user typed."""
+
+    ref: str
+    """What the user gave: a name, a name:tag, an ID or a path."""
+    id: str
+    """The full ID (images, containers) or the absolute path (rootfs)."""
+    type: str
+    """``image``, ``container`` or ``rootfs``."""
+    runtime: str | None
+    key: str
+    """The directory name under ``/scanin`` and ``/scanout``."""
+    names: tuple[str, ...] = ()
+    running: bool = False
+
+
+@dataclass(frozen=True)
+class Bind:
+    """A host path presented inside the scanner container."""
+
+    source: Path
+    destination: str
+    read_only: bool = True
+
+
+@dataclass(frozen=True)
+class ScannerContainer:
+    """Everything needed to start one locked-down scanner container."""
+
+    name: str
+    image: str
+    args: tuple[str, ...]
+    binds: tuple[Bind, ...]
+    env: Mapping[str, str] = field(default_factory=dict)
+    labels: Mapping[str, str] = field(default_factory=dict)
+    capabilities: tuple[str, ...] = ()
+    user: str = "65534:65534"
+    timeout: float | None = None
+
+
+class Runtime(abc.ABC):
+    """A container engine that can present root filesystems and run scanners."""
+
+    name: str
+
+    @abc.abstractmethod
+    def check(self) -> None:
+        """Raise :class:`RuntimeUnavailableError` saying why this runtime can't be used."""
+
+    @abc.abstractmethod
+    def resolve(self, ref: str) -> Target:
+        """Find a container (first) or an image (second) named ``ref``; never pull."""
+
+    @abc.abstractmethod
+    def mount_rootfs(self, target: Target, journal: Callable[[dict[str, Any]], None]
+                     ) -> contextlib.AbstractContextManager[Path]:
+        """Mount ``target``'s root filesystem; the context manager undoes it.
+
+        The returned path may be writable: the caller re-exposes it read-only. Before
+        mounting, ``journal`` is called with a record that :meth:`undo` accepts, so a later
+        run can undo the mount when this process was killed.
+        """
+
+    @abc.abstractmethod
+    def undo(self, record: Mapping[str, Any]) -> None:
+        """Undo a journal record left by a run that was killed (best effort, idempotent)."""
+
+    @abc.abstractmethod
+    def image_id(self, image: str) -> str | None:
+        """The ID of a local image, or ``None`` when it is not in local storage."""
+
+    @abc.abstractmethod
+    def run_scanner(self, container: ScannerContainer) -> Completed:
+        """Run a scanner container to completion with the contract's isolation flags."""
+
+    @abc.abstractmethod
+    def remove_container(self, name: str) -> None:
+        """Remove a container by name if it exists (used after interrupts)."""
+
+    @abc.abstractmethod
+    def labelled_containers(self, label: str) -> list[tuple[str, str]]:
+        """``(name, label value)`` of every container carrying ``label``."""
+
+    def build_hint(self, image: str) -> str:
+        """How the user makes a missing scanner image available."""
+        return f"build it with `{self.name} build -t {image} scanners/<name>`"
+
+
+RuntimeFactory = Callable[[], Runtime]
+
+
+class RuntimeRegistry:
+    """What `atomicscan_add_runtimes` hooks receive; runtimes are created on first use."""
+
+    def __init__(self) -> None:
+        self._factories: dict[str, RuntimeFactory] = {}
+        self._instances: dict[str, Runtime] = {}
+
+    def add(self, name: str, factory: RuntimeFactory) -> None:
+        if name in self._factories:
+            raise ValueError(f"runtime {name!r} is registered twice")
+        self._factories[name] = factory
+
+    def names(self) -> list[str]:
+        return sorted(self._factories)
+
+    def get(self, name: str) -> Runtime:
+        if name not in self._factories:
+            raise UsageError(f"unknown runtime {name!r}; known: {', '.join(self.names())}")
+        if name not in self._instances:
+            self._instances[name] = self._factories[name]()
+        return self._instances[name]
+
+    def usable(self) -> dict[str, str | None]:
+        """Each runtime's name, with ``None`` when usable or the reason it is not."""
+        status: dict[str, str | None] = {}
+        for name in self.names():
+            try:
+                self.get(name).check()
+            except RuntimeUnavailableError as exc:
+                status[name] = str(exc)
+            else:
+                status[name] = None
+        return status
+
+
+def first_line(text: str) -> str:
+    """The last meaningful line of a command's stderr, for one-line messages."""
+    lines: Sequence[str] = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
+def iter_nonempty(lines: str) -> Iterator[str]:
+    for line in lines.splitlines():
+        if line.strip():
+            yield line.strip()

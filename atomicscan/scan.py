@@ -1,0 +1,272 @@
+"""One scan run: resolve targets, mount them read-only, run the scanner, read and merge results."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as dt
+import json
+import logging
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from atomicscan import cleanup, mounts
+from atomicscan.errors import ScannerImageMissingError, UnknownScannerError, UsageError
+from atomicscan.plugins import Plugins
+from atomicscan.proc import Completed
+from atomicscan.results import Finding, Report, ScanResult
+from atomicscan.runtime import RUN_LABEL, Bind, Runtime, ScannerContainer, Target, first_line
+from atomicscan.scanners import Scanner, ScannerRegistry
+from atomicscan.scanout import OutputLimits, read_target_output
+from atomicscan.state import RunState, new_run_id
+from atomicscan.targets import rootfs_key
+
+log = logging.getLogger(__name__)
+
+DEFAULT_RESULTS_ROOT = Path("/var/lib/atomicscan")
+DEFAULT_RUNTIME = "podman"
+SCANNER_UID = 65534
+#: Size of the tmpfs behind /scanout: a scanner can never fill the host's disk.
+DEFAULT_SCANOUT_BYTES = 512 * 1024 * 1024
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class ScanRequest:
+    """What the user asked for, as the command line parsed it."""
+
+    targets: tuple[str, ...] = ()
+    rootfs: tuple[Path, ...] = ()
+    scanner: str | None = None
+    scan_type: str | None = None
+    scanner_args: Mapping[str, str] = field(default_factory=dict)
+    runtime: str | None = None
+    output_dir: Path | None = None
+    timeout: float | None = None
+
+
+def now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def choose_scanner(registry: ScannerRegistry, name: str | None) -> Scanner:
+    """The named scanner; without a name, the only one installed."""
+    if name:
+        return registry.get(name)
+    if len(registry) == 1:
+        return next(iter(registry))
+    raise UnknownScannerError(
+        f"choose a scanner with --scanner NAME; installed: {registry.names_text()}"
+    )
+
+
+def parse_scanner_args(text: str | None) -> dict[str, str]:
+    """``k=v,k2=v2`` as atomic scan took it."""
+    parsed: dict[str, str] = {}
+    for item in (text or "").split(","):
+        if not item.strip():
+            continue
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--scanner-args: {item!r} is not KEY=VALUE")
+        parsed[key.strip()] = value.strip()
+    return parsed
+
+
+def results_directory(base: Path | None, scanner: str) -> Path:
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d-%H-%M-%S-%f")
+    root = base or Path(os.environ.get("ATOMICSCAN_RESULTS_DIR", str(DEFAULT_RESULTS_ROOT)))
+    return root / scanner / stamp
+
+
+def _rootfs_targets(paths: Sequence[Path]) -> list[Target]:
+    targets = []
+    for path in paths:
+        resolved = path.resolve()
+        if not resolved.is_dir():
+            raise UsageError(f"--rootfs {path}: not a directory")
+        targets.append(Target(ref=str(path), id=str(resolved), type="rootfs", runtime=None,
+                              key=rootfs_key(resolved)))
+    return targets
+
+
+def _dedupe(targets: Sequence[Target]) -> list[Target]:
+    seen: dict[str, Target] = {}
+    for target in targets:
+        seen.setdefault(target.key, target)
+    return list(seen.values())
+
+
+def _findings(document: Mapping[str, Any]) -> tuple[Finding, ...]:
+    """atomic scan's ``Vulnerabilities`` and ``Results`` entries, as findings."""
+    found: list[Finding] = []
+    for section in ("Vulnerabilities", "Results"):
+        entries = document.get(section) or []
+        if not isinstance(entries, list):
+            continue
+        for index, entry in enumerate(entries):
+            if not isinstance(entry, Mapping):
+                continue
+            custom = entry.get("Custom") if isinstance(entry.get("Custom"), Mapping) else {}
+            title = str(entry.get("Title") or entry.get("title") or entry.get("id") or "")
+            found.append(Finding(
+                id=str(entry.get("ID") or entry.get("id") or title or f"{section}-{index}"),
+                title=title,
+                severity=str(entry.get("Severity") or entry.get("severity") or "unknown").lower(),
+                description=str(entry.get("Description") or entry.get("description") or ""),
+                details=dict(custom or {}),
+            ))
+    return tuple(found)
+
+
+def _successful(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() == "true"
+    return value is True
+
+
+def result_from_output(target: Target, scanner: Scanner, scan_type: str, started: str,
+                       finished: str, document: Mapping[str, Any] | None, error: str | None,
+                       notes: Sequence[str], raw_dir: Path | None) -> ScanResult:
+    base = ScanResult(
+        target=target.ref, target_id=target.id, target_type=target.type,
+        runtime=target.runtime, scanner=scanner.name, scan_type=scan_type,
+        successful=False, started_at=started, finished_at=finished,
+        notes=tuple(notes), raw_dir=raw_dir,
+    )
+    if document is None:
+        return base.replace(error=error or "the scanner produced no result")
+    ok = _successful(document.get("Successful"))
+    custom = document.get("Custom")
+    return base.replace(
+        successful=ok and error is None,
+        error=None if ok and error is None else (
+            error or str(document.get("Error") or "the scanner reported an unsuccessful scan")),
+        findings=_findings(document),
+        custom=dict(custom) if isinstance(custom, Mapping) else {},
+    )
+
+
+class ScanRun:
+    """A single run of one scanner over a list of targets."""
+
+    def __init__(self, plugins: Plugins, request: ScanRequest,
+                 progress: Progress | None = None) -> None:
+        self.plugins = plugins
+        self.request = request
+        self.progress = progress or (lambda message: None)
+        self.scanner = choose_scanner(plugins.scanners, request.scanner)
+        self.scan_type = self.scanner.scan_type(request.scan_type).name
+        self.run_id = new_run_id()
+
+    def _runtime(self) -> Runtime:
+        runtime = self.plugins.runtimes.get(self.request.runtime or DEFAULT_RUNTIME)
+        runtime.check()
+        return runtime
+
+    def resolve(self, runtime: Runtime) -> list[Target]:
+        targets = [runtime.resolve(ref) for ref in self.request.targets]
+        targets += _rootfs_targets(self.request.rootfs)
+        if not targets:
+            raise UsageError("nothing to scan: give a TARGET (image or container) or --rootfs PATH")
+        return _dedupe(targets)
+
+    def execute(self) -> Report:
+        mounts.require_root()
+        runtime = self._runtime()
+        targets = self.resolve(runtime)
+        if runtime.image_id(self.scanner.image) is None:
+            raise ScannerImageMissingError(
+                f"scanner image {self.scanner.image} (scanner {self.scanner.name}) is not in "
+                f"{runtime.name}'s storage and atomicscan never pulls; "
+                f"{runtime.build_hint(self.scanner.image)}"
+            )
+        cleaned = cleanup.clean_stale(self.plugins.runtimes)
+        if not cleaned.empty:
+            self.progress(f"cleaned up after a dead run: {json.dumps(cleaned.to_json())}")
+        results_dir = results_directory(self.request.output_dir, self.scanner.name)
+        results_dir.mkdir(parents=True, exist_ok=False)
+        results = self._scan_batch(runtime, targets, results_dir)
+        report = self.plugins.merge_results(results, self.scanner, self.scan_type, self.run_id)
+        report = dataclasses.replace(report, results_dir=results_dir)
+        report_file = results_dir / "report.json"
+        report_file.write_text(json.dumps(report.to_json(), indent=2) + "\n", encoding="utf-8")
+        return report
+
+    def _scan_batch(self, runtime: Runtime, targets: Sequence[Target],
+                    results_dir: Path) -> list[ScanResult]:
+        with RunState.create(self.run_id) as run_state, contextlib.ExitStack() as stack:
+            binds: list[Bind] = []
+            for target in targets:
+                self.progress(f"mounting {target.type} {target.ref} read-only")
+                if target.type == "rootfs":
+                    source = Path(target.id)
+                else:
+                    source = stack.enter_context(runtime.mount_rootfs(target, run_state.journal))
+                view = stack.enter_context(
+                    mounts.readonly_bind(source, run_state.directory / "scanin" / target.key))
+                binds.append(Bind(view, f"/scanin/{target.key}"))
+            scanout = stack.enter_context(mounts.scratch_tmpfs(
+                run_state.directory / "scanout", DEFAULT_SCANOUT_BYTES, SCANNER_UID, SCANNER_UID))
+            binds.append(Bind(scanout, "/scanout", read_only=False))
+            container = ScannerContainer(
+                name=f"atomicscan-{self.run_id}-1",
+                image=self.scanner.image,
+                args=self.scanner.scan_type(self.scan_type).args,
+                binds=tuple(binds),
+                env={
+                    "ATOMICSCAN_SCAN_TYPE": self.scan_type,
+                    "ATOMICSCAN_SCANNER_ARGS": json.dumps(dict(self.request.scanner_args)),
+                    "ATOMICSCAN_TARGETS": json.dumps([
+                        {"key": t.key, "target": t.ref, "id": t.id, "type": t.type}
+                        for t in targets]),
+                },
+                labels={RUN_LABEL: self.run_id},
+                capabilities=self.scanner.capabilities,
+                user=f"{SCANNER_UID}:{SCANNER_UID}",
+                timeout=self.request.timeout,
+            )
+            started = now()
+            self.progress(f"running scanner {self.scanner.name} ({self.scan_type}) on "
+                          f"{len(targets)} target(s)")
+            completed = self._run_container(runtime, container)
+            finished = now()
+            return [self._result(target, completed, scanout, results_dir, started, finished)
+                    for target in targets]
+
+    def _run_container(self, runtime: Runtime, container: ScannerContainer) -> Completed:
+        try:
+            completed = runtime.run_scanner(container)
+        except BaseException:
+            runtime.remove_container(container.name)
+            raise
+        if completed.timed_out:
+            runtime.remove_container(container.name)
+        elif completed.returncode != 0:
+            log.info("scanner exited %d: %s", completed.returncode, completed.stderr[-2000:])
+        return completed
+
+    def _result(self, target: Target, completed: Completed, scanout: Path, results_dir: Path,
+                started: str, finished: str) -> ScanResult:
+        raw_dir = results_dir / target.key
+        output = read_target_output(scanout, target.key, raw_dir, OutputLimits())
+        error = output.error
+        notes = list(output.notes)
+        if completed.timed_out:
+            error = f"the scanner timed out after {self.request.timeout:.0f}s"
+        elif completed.returncode != 0:
+            why = first_line(completed.stderr) or "no message"
+            message = f"the scanner exited with status {completed.returncode}: {why}"
+            if output.document is None:
+                error = message if error is None or "wrote no" in error else error
+            else:
+                notes.append(message)
+        result = result_from_output(
+            target, self.scanner, self.scan_type, started, finished,
+            None if completed.timed_out else output.document, error, notes,
+            raw_dir if raw_dir.exists() else None)
+        return self.plugins.process_result(result, self.scanner)
