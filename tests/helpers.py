@@ -1,0 +1,172 @@
+"""Helpers for the real tier: podman as the project configures it, the CLI, host snapshots."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+HOST_CONF = Path("/etc/atomicscan/containers.conf")
+
+DEBIAN = "localhost/atomicscan-test/debian:bookworm"
+RPM_SQLITE = "localhost/atomicscan-test/rpm-sqlite:latest"
+RPM_BDB = "localhost/atomicscan-test/rpm-bdb:latest"
+ALPINE = "localhost/atomicscan-test/alpine-like:latest"
+PACKAGES_SCANNER = "localhost/atomicscan/packages:latest"
+TESTBED_IMAGES = (DEBIAN, RPM_SQLITE, RPM_BDB, ALPINE, PACKAGES_SCANNER)
+
+
+def podman_env() -> dict[str, str]:
+    env = dict(os.environ)
+    if "CONTAINERS_CONF" not in env and HOST_CONF.is_file():
+        env["CONTAINERS_CONF"] = str(HOST_CONF)
+    return env
+
+
+def podman(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["podman", *args], capture_output=True, text=True, check=check,
+                          env=podman_env(), timeout=300)
+
+
+def image_id(name: str) -> str:
+    return podman("image", "inspect", "--format", "{{.Id}}", name).stdout.strip()
+
+
+@contextlib.contextmanager
+def mounted_image(name: str) -> Iterator[Path]:
+    """The image's rootfs through podman itself, independent of atomicscan."""
+    path = Path(podman("image", "mount", name).stdout.strip())
+    try:
+        yield path
+    finally:
+        podman("image", "umount", name, check=False)
+
+
+@dataclass
+class CliResult:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    def json(self) -> dict[str, object]:
+        return json.loads(self.stdout)  # type: ignore[no-any-return]
+
+
+class Atomicscan:
+    """Runs the real `atomicscan` command with its state, results and config in a temp dir."""
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.state_dir = base / "state"
+        self.results_dir = base / "results"
+        self.config_dir = base / "atomicscan.d"
+        self.config_dir.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = podman_env()
+        env.update({
+            "ATOMICSCAN_STATE_DIR": str(self.state_dir),
+            "ATOMICSCAN_RESULTS_DIR": str(self.results_dir),
+            "ATOMICSCAN_CONFIG_DIR": str(self.config_dir),
+        })
+        return env
+
+    def argv(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "atomicscan", *args]
+
+    def __call__(self, *args: str, timeout: float = 600) -> CliResult:
+        done = subprocess.run(self.argv(*args), capture_output=True, text=True, env=self.env,
+                              timeout=timeout, check=False)
+        return CliResult(done.returncode, done.stdout, done.stderr)
+
+    def popen(self, *args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(self.argv(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, env=self.env)
+
+    def add_scanner(self, name: str, script: str, image: str = PACKAGES_SCANNER) -> None:
+        """A test scanner: a shell script run in the packages scanner's image."""
+        definition = f"""\
+type = "scanner"
+scanner_name = "{name}"
+image_name = "{image}"
+default_scan = "test"
+description = "test scanner {name}"
+
+[[scans]]
+name = "test"
+args = ["sh", "-c", {json.dumps(script)}]
+description = "test"
+"""
+        (self.config_dir / f"{name}.toml").write_text(definition)
+
+
+@dataclass(frozen=True)
+class HostSnapshot:
+    """What atomicscan could leak: mounts, containers, podman mounts, state and temp files."""
+
+    mounts: frozenset[str]
+    containers: frozenset[str]
+    podman_mounts: frozenset[str]
+    state: frozenset[str]
+    tmp: frozenset[str]
+
+
+def snapshot(state_dir: Path) -> HostSnapshot:
+    mountinfo = Path("/proc/self/mountinfo").read_text().splitlines()
+    mounts = frozenset(f"{line.split()[4]} {line.split(' - ')[-1]}" for line in mountinfo)
+    containers = frozenset(podman("ps", "--all", "--format", "{{.ID}} {{.Names}}").stdout.split("\n"))
+    podman_mounts = frozenset(
+        podman("mount").stdout.splitlines() + podman("image", "mount").stdout.splitlines())
+    state = frozenset(str(p) for p in state_dir.rglob("*")) if state_dir.exists() else frozenset()
+    tmp = frozenset(p.name for p in Path(tempfile.gettempdir()).glob("atomicscan*"))
+    return HostSnapshot(mounts, containers, podman_mounts, state, tmp)
+
+
+def assert_no_leftovers(before: HostSnapshot, state_dir: Path) -> None:
+    after = snapshot(state_dir)
+    assert after.mounts == before.mounts, f"mounts left: {sorted(after.mounts - before.mounts)}"
+    assert after.containers == before.containers, (
+        f"containers left: {sorted(after.containers - before.containers)}")
+    assert after.podman_mounts == before.podman_mounts, (
+        f"podman mounts left: {sorted(after.podman_mounts - before.podman_mounts)}")
+    assert after.state == before.state, f"state left: {sorted(after.state - before.state)}"
+    assert after.tmp == before.tmp, f"temp files left: {sorted(after.tmp - before.tmp)}"
+
+
+def tree_digest(root: Path) -> dict[str, tuple[object, ...]]:
+    """Every entry's type, mode, owner, size, mtime and content hash, without following links."""
+    import hashlib
+
+    entries: dict[str, tuple[object, ...]] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in sorted(dirnames + filenames):
+            path = Path(dirpath) / name
+            info = path.lstat()
+            digest = ""
+            if path.is_symlink():
+                digest = os.readlink(path)
+            elif path.is_file():
+                digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            entries[str(path.relative_to(root))] = (
+                info.st_mode, info.st_uid, info.st_gid, info.st_size, info.st_mtime_ns, digest)
+    return entries
+
+
+def packages_of(result: Mapping[str, object]) -> list[tuple[str, str, str]]:
+    packages = result["packages"]
+    assert isinstance(packages, list)
+    return sorted((p["name"], p["version"], p["architecture"]) for p in packages)
+
+
+def which(tool: str) -> str:
+    found = shutil.which(tool)
+    assert found, f"{tool} is missing: run scripts/setup"
+    return found

@@ -1,0 +1,91 @@
+"""Bad input: one clear line on stderr, the documented exit code, nothing left behind."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from helpers import ALPINE, DEBIAN, Atomicscan, HostSnapshot, assert_no_leftovers, podman
+
+
+@pytest.fixture
+def ambiguous_name(unique: str) -> Iterator[str]:
+    name = f"atomicscan-ambig-{unique}"
+    podman("tag", DEBIAN, f"localhost/{name}:latest")
+    podman("tag", ALPINE, f"docker.io/library/{name}:latest")
+    yield name
+    podman("rmi", f"localhost/{name}:latest", f"docker.io/library/{name}:latest", check=False)
+
+
+def _one_line(stderr: str) -> str:
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, f"expected one line on stderr, got: {stderr!r}"
+    assert "Traceback" not in stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (["--scanner", "packages", "localhost/no-such-image:1"], "no-such-image"),
+    (["--scanner", "nope", DEBIAN], "unknown scanner 'nope'"),
+    (["--scanner", "packages", "--scan-type", "nope", DEBIAN], "no scan type 'nope'"),
+    (["--scanner", "packages", "--no-such-flag", DEBIAN], "--no-such-flag"),
+    (["--scanner", "packages", "--scanner-args", "novalue", DEBIAN], "KEY=VALUE"),
+    (["--scanner", "packages", "--rootfs", "/no/such/dir"], "not a directory"),
+    (["--scanner", "packages"], "nothing to scan"),
+    (["--runtime", "rkt", DEBIAN], "rkt"),
+])
+def test_usage_errors_exit_2_with_one_line(
+    atomicscan: Atomicscan, host_before: HostSnapshot, args: list[str], expected: str
+) -> None:
+    run = atomicscan(*args)
+    assert run.returncode == 2
+    assert expected in _one_line(run.stderr)
+    assert run.stdout == ""
+    assert_no_leftovers(host_before, atomicscan.state_dir)
+
+
+def test_ambiguous_name_exits_2_and_lists_the_candidates(
+    atomicscan: Atomicscan, ambiguous_name: str
+) -> None:
+    run = atomicscan("--scanner", "packages", ambiguous_name)
+    assert run.returncode == 2
+    line = _one_line(run.stderr)
+    assert "matches 2 images" in line
+    assert f"localhost/{ambiguous_name}:latest" in line
+
+
+def test_without_scanner_the_choices_are_listed_when_several(atomicscan: Atomicscan) -> None:
+    atomicscan.add_scanner("second", "true")
+    run = atomicscan(DEBIAN)
+    assert run.returncode == 2
+    line = _one_line(run.stderr)
+    assert "--scanner" in line and "packages" in line and "second" in line
+
+
+def test_with_one_scanner_installed_it_is_used(atomicscan: Atomicscan) -> None:
+    run = atomicscan("--json", ALPINE)
+    assert run.returncode == 0, run.stderr
+    assert run.json()["scanner"] == "packages"
+
+
+def test_missing_scanner_image_says_how_to_build_it(atomicscan: Atomicscan) -> None:
+    atomicscan.add_scanner("ghost", "true", image="localhost/atomicscan/ghost:latest")
+    run = atomicscan("--scanner", "ghost", DEBIAN)
+    assert run.returncode == 1
+    line = _one_line(run.stderr)
+    assert "localhost/atomicscan/ghost:latest" in line and "build" in line
+
+
+def test_json_mode_prints_exactly_one_document(atomicscan: Atomicscan) -> None:
+    run = atomicscan("--scanner", "packages", "--json", "--verbose", ALPINE)
+    assert run.returncode == 0
+    run.json()  # the whole of stdout parses as one document
+    assert "mounting" in run.stderr, "progress goes to stderr"
+
+
+def test_list_marks_defaults(atomicscan: Atomicscan) -> None:
+    run = atomicscan("--list", "--json")
+    assert run.returncode == 0
+    (scanner,) = run.json()["scanners"]
+    assert scanner["name"] == "packages"
+    assert [t["name"] for t in scanner["scan_types"] if t["default"]] == ["inventory"]

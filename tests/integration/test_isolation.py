@@ -1,0 +1,128 @@
+"""The scanner container is locked down, and what it writes to /scanout is not trusted."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from helpers import ALPINE, DEBIAN, Atomicscan, assert_no_leftovers, mounted_image, podman, tree_digest
+
+PROBE = r"""
+for d in /scanin/*; do
+  k=$(basename "$d"); mkdir -p "/scanout/$k"
+  if touch "$d/pwned" 2>/dev/null; then t=yes; else t=no; fi
+  if rm -f "$d/etc/debian_version" 2>/dev/null; then r=yes; else r=no; fi
+  if touch /pwned-root 2>/dev/null; then root=yes; else root=no; fi
+  cap=$(sed -n 's/^CapEff:[[:space:]]*//p' /proc/self/status)
+  nets=$(ls /sys/class/net | tr '\n' ' ')
+  printf '{"Successful":"true","Custom":{"uid":"%s","capeff":"%s","touch":"%s","rm":"%s",' \
+    "$(id -u)" "$cap" "$t" "$r" > "/scanout/$k/json"
+  printf '"rootfs_write":"%s","nets":"%s","nnp":"%s"}}' "$root" "$nets" \
+    "$(sed -n 's/^NoNewPrivs:[[:space:]]*//p' /proc/self/status)" >> "/scanout/$k/json"
+done
+"""
+
+
+def test_scanner_runs_locked_down_and_cannot_write_the_target(
+    atomicscan: Atomicscan, host_before: object, containers: list[str], unique: str
+) -> None:
+    container = f"atomicscan-test-ro-{unique}"
+    containers.append(container)
+    podman("create", "--name", container, DEBIAN, "true")
+    container_root = Path(podman("mount", container).stdout.strip())
+    try:
+        before_container = tree_digest(container_root)
+    finally:
+        podman("umount", container)
+    with mounted_image(DEBIAN) as root:
+        before_image = tree_digest(root)
+    atomicscan.add_scanner("probe", PROBE)
+
+    run = atomicscan("--scanner", "probe", "--json", DEBIAN, container)
+
+    assert run.returncode == 0, run.stderr
+    for result in run.json()["results"]:
+        probe = result["custom"]
+        assert probe["touch"] == "no", "a scanner could create a file in /scanin"
+        assert probe["rm"] == "no", "a scanner could delete a file in /scanin"
+        assert probe["rootfs_write"] == "no", "the scanner's own root is writable"
+        assert probe["uid"] == "65534"
+        assert probe["capeff"] == "0000000000000000"
+        assert probe["nnp"] == "1"
+        assert probe["nets"].split() == ["lo"], "the scanner must have no network"
+    container_root = Path(podman("mount", container).stdout.strip())
+    try:
+        assert tree_digest(container_root) == before_container
+    finally:
+        podman("umount", container)
+    with mounted_image(DEBIAN) as root:
+        assert tree_digest(root) == before_image
+    assert_no_leftovers(host_before, atomicscan.state_dir)  # type: ignore[arg-type]
+
+
+def test_symlink_output_to_a_host_file_is_refused(
+    atomicscan: Atomicscan, host_before: object, tmp_path: Path, unique: str
+) -> None:
+    secret_text = f"host-secret-{unique}"
+    secret = tmp_path / "secret.json"
+    secret.write_text(json.dumps({"Successful": "true", "Custom": {"s": secret_text}}))
+    atomicscan.add_scanner("linker", (
+        'for d in /scanin/*; do k=$(basename "$d"); mkdir -p "/scanout/$k"; '
+        f'ln -s {secret} "/scanout/$k/json"; ln -s {secret} "/scanout/$k/extra"; '
+        f'ln -s {tmp_path} "/scanout/$k/dir"; done'))
+
+    run = atomicscan("--scanner", "linker", "--json", ALPINE)
+
+    assert run.returncode == 1
+    (result,) = run.json()["results"]
+    assert result["successful"] is False
+    assert "symlink" in result["error"]
+    assert secret_text not in run.stdout + run.stderr
+    for path in atomicscan.results_dir.rglob("*"):
+        assert not path.is_symlink()
+        if path.is_file():
+            assert secret_text not in path.read_text(errors="replace")
+    assert_no_leftovers(host_before, atomicscan.state_dir)  # type: ignore[arg-type]
+
+
+def test_invalid_json_output_fails_the_scan(atomicscan: Atomicscan, host_before: object) -> None:
+    atomicscan.add_scanner("garbler", (
+        'for d in /scanin/*; do k=$(basename "$d"); mkdir -p "/scanout/$k"; '
+        "printf '{\"Successful\": tru' > \"/scanout/$k/json\"; done"))
+
+    run = atomicscan("--scanner", "garbler", "--json", ALPINE)
+
+    assert run.returncode == 1
+    (result,) = run.json()["results"]
+    assert "not valid JSON" in result["error"]
+    assert_no_leftovers(host_before, atomicscan.state_dir)  # type: ignore[arg-type]
+
+
+def test_huge_output_fails_the_scan(atomicscan: Atomicscan, host_before: object) -> None:
+    atomicscan.add_scanner("flooder", (
+        'for d in /scanin/*; do k=$(basename "$d"); mkdir -p "/scanout/$k"; '
+        'head -c 40000000 /dev/zero > "/scanout/$k/json"; done'))
+
+    run = atomicscan("--scanner", "flooder", "--json", ALPINE)
+
+    assert run.returncode == 1
+    (result,) = run.json()["results"]
+    assert "limit" in result["error"]
+    kept = sum(p.stat().st_size for p in atomicscan.results_dir.rglob("*") if p.is_file())
+    assert kept < 1_000_000, "the refused output must not be copied into the results"
+    assert_no_leftovers(host_before, atomicscan.state_dir)  # type: ignore[arg-type]
+
+
+def test_missing_output_and_crash_fail_with_the_exit_status(
+    atomicscan: Atomicscan, host_before: object
+) -> None:
+    atomicscan.add_scanner("crasher", "echo 'scanner blew up' >&2; exit 3")
+
+    run = atomicscan("--scanner", "crasher", "--json", ALPINE)
+
+    assert run.returncode == 1
+    (result,) = run.json()["results"]
+    assert result["successful"] is False
+    assert "status 3" in result["error"]
+    assert "scanner blew up" in result["error"]
+    assert_no_leftovers(host_before, atomicscan.state_dir)  # type: ignore[arg-type]

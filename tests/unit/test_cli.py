@@ -1,0 +1,45 @@
+"""The command line's contract that needs no runtime (fast tier)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def _run(*args: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    env = {"ATOMICSCAN_CONFIG_DIR": str(tmp_path / "none"), "PATH": "/usr/bin:/bin"}
+    return subprocess.run([sys.executable, "-m", "atomicscan", *args], capture_output=True,
+                          text=True, env=env, check=False, timeout=60)
+
+
+def test_help_teaches_examples_and_exit_codes(tmp_path: Path) -> None:
+    run = _run("--help", tmp_path=tmp_path)
+    assert run.returncode == 0
+    for text in ("--scanner", "--scan-type", "--scanner-args", "--output-dir", "--json",
+                 "--rootfs", "--list", "Exit codes", "130", "Examples"):
+        assert text in run.stdout
+
+
+def test_list_json(tmp_path: Path) -> None:
+    run = _run("--list", "--json", tmp_path=tmp_path)
+    assert run.returncode == 0
+    assert [s["name"] for s in json.loads(run.stdout)["scanners"]] == ["packages"]
+
+
+@pytest.mark.parametrize("args", [["--bogus"], ["--runtime", "rkt", "x"],
+                                  ["--scanner-args", "=1", "x"]])
+def test_usage_errors_are_one_line_exit_2(tmp_path: Path, args: list[str]) -> None:
+    run = _run(*args, tmp_path=tmp_path)
+    assert run.returncode == 2
+    assert len(run.stderr.strip().splitlines()) == 1
+    assert run.stderr.startswith("atomicscan: error:")
+    assert "Traceback" not in run.stderr
+
+
+def test_version(tmp_path: Path) -> None:
+    run = _run("--version", tmp_path=tmp_path)
+    assert run.returncode == 0 and "0.1.0" in run.stdout
