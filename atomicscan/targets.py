@@ -34,14 +34,19 @@ def _strip_algo(ref: str) -> str:
     return ref.removeprefix("sha256:")
 
 
+def _display_name(ref: str, candidate: Candidate) -> str:
+    """The candidate's name that the user's text matched, else its first name."""
+    bare = ref.split(":", 1)[0]
+    matching = [name for name in candidate.names if bare in name]
+    return (matching or list(candidate.names) or ["<none>"])[0]
+
+
 def _pick(ref: str, kind: str, matches: Iterable[Candidate]) -> Candidate | None:
     unique = {candidate.id: candidate for candidate in matches}
     if not unique:
         return None
     if len(unique) > 1:
-        shown = sorted(
-            f"{c.names[0] if c.names else '<none>'} ({c.id[:12]})" for c in unique.values()
-        )
+        shown = sorted(f"{_display_name(ref, c)} ({c.id[:12]})" for c in unique.values())
         raise AmbiguousTargetError(
             ref,
             shown,

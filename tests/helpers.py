@@ -120,9 +120,13 @@ class HostSnapshot:
 
 
 def snapshot(state_dir: Path) -> HostSnapshot:
+    # Only the places atomicscan mounts: its state dir and podman's own storage.
+    watched = (str(state_dir), "/var/lib/containers/", "/run/atomicscan")
     mountinfo = Path("/proc/self/mountinfo").read_text().splitlines()
-    mounts = frozenset(f"{line.split()[4]} {line.split(' - ')[-1]}" for line in mountinfo)
-    containers = frozenset(podman("ps", "--all", "--format", "{{.ID}} {{.Names}}").stdout.split("\n"))
+    mounts = frozenset(f"{line.split()[4]} {line.split(' - ')[-1]}" for line in mountinfo
+                       if line.split()[4].startswith(watched))
+    containers = frozenset(podman("ps", "--all", "--filter", "label=io.atomicscan.run",
+                                  "--format", "{{.ID}} {{.Names}}").stdout.split("\n"))
     podman_mounts = frozenset(
         podman("mount").stdout.splitlines() + podman("image", "mount").stdout.splitlines())
     state = frozenset(str(p) for p in state_dir.rglob("*")) if state_dir.exists() else frozenset()

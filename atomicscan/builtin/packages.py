@@ -24,7 +24,8 @@ def _package(raw: Mapping[str, Any]) -> Package:
     )
 
 
-@hookimpl
+# tryfirst: other plugins post-process the typed inventory, not the raw output.
+@hookimpl(tryfirst=True)
 def atomicscan_process_result(result: ScanResult, scanner: Scanner) -> ScanResult | None:
     if scanner.name != SCANNER_NAME or not result.successful:
         return None

@@ -130,8 +130,6 @@ class TargetRoot:
         links_followed = 0
         while pending:
             part = pending.pop()
-            if part in ("", "."):
-                continue
             if part == "..":
                 # Clamped at the root, like '/..' is '/'.
                 if resolved:
