@@ -97,7 +97,8 @@ def test_running_and_stopped_containers_are_scanned_as_they_are(
     results = {r["target"]: r for r in run.json()["results"]}
     assert results[running]["target_type"] == "container"
     assert packages_of(results[running]) == expected
-    assert packages_of(results[stopped]) == sorted([*expected, ("atomicscan-marker", "1.0-1", "all")])
+    marker_package = ("atomicscan-marker", "1.0-1", "all")
+    assert packages_of(results[stopped]) == sorted([*expected, marker_package])
     state = podman("inspect", "--format", "{{.State.Running}}", running).stdout.strip()
     assert state == "true", "scanning a running container must not stop it"
     assert_no_leftovers(host_before, atomicscan.state_dir)

@@ -5,7 +5,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from helpers import ALPINE, DEBIAN, Atomicscan, assert_no_leftovers, mounted_image, podman, tree_digest
+from helpers import (
+    ALPINE,
+    DEBIAN,
+    Atomicscan,
+    assert_no_leftovers,
+    mounted_image,
+    podman,
+    tree_digest,
+)
 
 PROBE = r"""
 for d in /scanin/*; do
