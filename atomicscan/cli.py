@@ -174,11 +174,12 @@ def doctor(as_json: bool, verbose: bool, debug: bool) -> None:
     if as_json:
         click.echo(json.dumps([c.to_json() for c in checks], indent=2))
     else:
+        console = Console()
         for check in checks:
             mark = "[green]ok[/green]  " if check.ok else "[red]FAIL[/red]"
-            stderr.print(f"{mark} {check.name}: {check.detail}", highlight=False)
+            console.print(f"{mark} {check.name}: {check.detail}", highlight=False)
             if check.fix and not check.ok:
-                stderr.print(f"      fix: {check.fix}", highlight=False)
+                console.print(f"      fix: {check.fix}", highlight=False)
     if not all(check.ok for check in checks):
         raise SystemExit(ExitCode.SCAN_FAILED)
 
