@@ -66,9 +66,9 @@ def _setup_logging(verbose: bool, debug: bool) -> None:
 
 @cli.command(epilog=SCAN_EPILOG, context_settings={"max_content_width": 100})
 @click.argument("targets", nargs=-1, metavar="TARGET...")
-@click.option("--runtime", type=click.Choice(["podman", "docker"]), default=None,
+@click.option("--runtime", metavar="podman|docker", default=None,
               help="Container runtime that holds the targets and runs the scanner "
-                   "[default: podman].")
+                   "[default: the runtime that holds each target].")
 @click.option("--scanner", metavar="NAME", help="Scanner to run (see --list).")
 @click.option("--scan-type", "--scan_type", metavar="TYPE",
               help="Scan type of that scanner [default: the scanner's default].")
@@ -105,11 +105,19 @@ def scan(targets: tuple[str, ...], runtime: str | None, scanner: str | None,
 
     plugins = Plugins.load()
     if list_scanners:
+        runtimes = plugins.runtimes.usable()
         if as_json:
-            click.echo(json.dumps({"scanners": [_scanner_json(s) for s in plugins.scanners]},
-                                  indent=2))
+            click.echo(json.dumps({
+                "scanners": [_scanner_json(s) for s in plugins.scanners],
+                "runtimes": [{"name": name, "usable": why is None, "reason": why}
+                             for name, why in runtimes.items()],
+            }, indent=2))
         else:
-            Console().print(scanners_table(plugins.scanners))
+            console = Console()
+            console.print(scanners_table(plugins.scanners))
+            for name, why in runtimes.items():
+                console.print(f"runtime {name}: {'usable' if why is None else why}",
+                              highlight=False)
         return
     request = ScanRequest(
         targets=targets, rootfs=rootfs, scanner=scanner, scan_type=scan_type,

@@ -14,7 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from atomicscan import cleanup, mounts
-from atomicscan.errors import ScannerImageMissingError, UnknownScannerError, UsageError
+from atomicscan.errors import (
+    RuntimeUnavailableError,
+    ScannerImageMissingError,
+    TargetNotFoundError,
+    UnknownScannerError,
+    UsageError,
+)
 from atomicscan.plugins import Plugins
 from atomicscan.proc import Completed
 from atomicscan.results import Finding, Report, ScanResult
@@ -22,7 +28,7 @@ from atomicscan.runtime import RUN_LABEL, Bind, Runtime, ScannerContainer, Targe
 from atomicscan.scanners import Scanner, ScannerRegistry
 from atomicscan.scanout import OutputLimits, read_target_output
 from atomicscan.state import RunState, new_run_id
-from atomicscan.targets import rootfs_key
+from atomicscan.targets import not_found, rootfs_key
 
 log = logging.getLogger(__name__)
 
@@ -162,35 +168,86 @@ class ScanRun:
         self.scanner = choose_scanner(plugins.scanners, request.scanner)
         self.scan_type = self.scanner.scan_type(request.scan_type).name
         self.run_id = new_run_id()
+        self.unusable: list[str] = []
 
-    def _runtime(self) -> Runtime:
-        runtime = self.plugins.runtimes.get(self.request.runtime or DEFAULT_RUNTIME)
-        runtime.check()
-        return runtime
+    def _runtimes(self) -> list[Runtime]:
+        """The runtimes to look in: the one asked for, or every usable one."""
+        registry = self.plugins.runtimes
+        if self.request.runtime:
+            runtime = registry.get(self.request.runtime)
+            runtime.check()
+            return [runtime]
+        usable: list[Runtime] = []
+        reasons: list[str] = []
+        for name in sorted(registry.names(), key=lambda n: n != DEFAULT_RUNTIME):
+            try:
+                runtime = registry.get(name)
+                runtime.check()
+            except RuntimeUnavailableError as exc:
+                reasons.append(str(exc))
+            else:
+                usable.append(runtime)
+        if not usable:
+            raise RuntimeUnavailableError(
+                "no container runtime is usable: " + "; ".join(reasons))
+        self.unusable = reasons
+        return usable
 
-    def resolve(self, runtime: Runtime) -> list[Target]:
-        targets = [runtime.resolve(ref) for ref in self.request.targets]
-        targets += _rootfs_targets(self.request.rootfs)
-        if not targets:
+    def _resolve_one(self, ref: str, runtimes: Sequence[Runtime]) -> Target:
+        found: list[Target] = []
+        for runtime in runtimes:
+            try:
+                found.append(runtime.resolve(ref))
+            except TargetNotFoundError:
+                continue
+        if len(found) > 1:
+            held = " and ".join(t.runtime or "?" for t in found)
+            raise UsageError(f"target {ref!r} exists in both {held}; "
+                             "choose one with --runtime")
+        if found:
+            return found[0]
+        if len(runtimes) == 1:
+            raise not_found(ref, runtimes[0].name)
+        names = " or ".join(r.name for r in runtimes)
+        raise TargetNotFoundError(
+            ref, f"target {ref!r} is neither a container nor an image in {names}; "
+                 "atomicscan never pulls (use --rootfs PATH for a directory)")
+
+    def resolve(self) -> dict[str, tuple[Runtime, list[Target]]]:
+        """Targets grouped by the runtime that holds them (and runs their scanner)."""
+        runtimes = self._runtimes()
+        groups: dict[str, tuple[Runtime, list[Target]]] = {}
+        for ref in self.request.targets:
+            target = self._resolve_one(ref, runtimes)
+            runtime = next(r for r in runtimes if r.name == target.runtime)
+            groups.setdefault(runtime.name, (runtime, []))[1].append(target)
+        rootfs = _rootfs_targets(self.request.rootfs)
+        if rootfs:
+            # A directory needs no runtime of its own: it joins the first batch.
+            runtime = next(iter(groups.values()))[0] if groups else runtimes[0]
+            groups.setdefault(runtime.name, (runtime, []))[1].extend(rootfs)
+        if not groups:
             raise UsageError("nothing to scan: give a TARGET (image or container) or --rootfs PATH")
-        return _dedupe(targets)
+        return {name: (runtime, _dedupe(targets)) for name, (runtime, targets) in groups.items()}
 
     def execute(self) -> Report:
         mounts.require_root()
-        runtime = self._runtime()
-        targets = self.resolve(runtime)
-        if runtime.image_id(self.scanner.image) is None:
-            raise ScannerImageMissingError(
-                f"scanner image {self.scanner.image} (scanner {self.scanner.name}) is not in "
-                f"{runtime.name}'s storage and atomicscan never pulls; "
-                f"{runtime.build_hint(self.scanner.image)}"
-            )
+        groups = self.resolve()
+        for runtime, _targets in groups.values():
+            if runtime.image_id(self.scanner.image) is None:
+                raise ScannerImageMissingError(
+                    f"scanner image {self.scanner.image} (scanner {self.scanner.name}) is not "
+                    f"in {runtime.name}'s storage and atomicscan never pulls; "
+                    f"{runtime.build_hint(self.scanner.image)}"
+                )
         cleaned = cleanup.clean_stale(self.plugins.runtimes)
         if not cleaned.empty:
             self.progress(f"cleaned up after a dead run: {json.dumps(cleaned.to_json())}")
         results_dir = results_directory(self.request.output_dir, self.scanner.name)
         results_dir.mkdir(parents=True, exist_ok=False)
-        results = self._scan_batch(runtime, targets, results_dir)
+        results: list[ScanResult] = []
+        for runtime, targets in groups.values():
+            results += self._scan_batch(runtime, targets, results_dir)
         report = self.plugins.merge_results(results, self.scanner, self.scan_type, self.run_id)
         report = dataclasses.replace(report, results_dir=results_dir)
         report_file = results_dir / "report.json"

@@ -165,6 +165,14 @@ def mount_points_under(root: Path) -> list[Path]:
     return sorted(found, key=lambda p: len(p.parts), reverse=True)
 
 
+def image_is_mounted(image: str) -> bool:
+    """Whether podman lists ``image`` as mounted (by anyone)."""
+    image_id = run(["podman", "image", "inspect", "--format", "{{.Id}}", image],
+                   capture=True, check=False).stdout.strip()
+    listed = run(["podman", "image", "mount"], capture=True, check=False).stdout
+    return bool(image_id) and image_id in listed
+
+
 class Janitor:
     """Sets things up for the benchmark, remembering each until it is taken down again.
 
@@ -186,11 +194,12 @@ class Janitor:
         return path
 
     def mount_image(self, image: str) -> Path:
-        self.image_mounts.append(image)  # before: a half-done mount is undone too
+        # Remembered first: a mount cut short by Ctrl-C may have happened and is undone too.
+        self.image_mounts.append(image)
         try:
             merged = run(["podman", "image", "mount", image], capture=True).stdout.strip()
-        except BaseException:
-            self.image_mounts.remove(image)
+        except BenchError:
+            self.image_mounts.remove(image)  # podman said it failed: nothing to undo
             raise
         return Path(merged)
 
@@ -230,7 +239,7 @@ class Janitor:
         self.binds.clear()
         for image in reversed(self.image_mounts):
             done = run(["podman", "image", "unmount", image], check=False)
-            if done.returncode != 0:
+            if done.returncode != 0 and image_is_mounted(image):
                 problems.append(f"podman image unmount {image}: {done.stderr.strip()}")
         self.image_mounts.clear()
         for name in reversed(self.containers):
@@ -528,8 +537,10 @@ def bench_scans(janitor: Janitor, tools: Tools, labels: Sequence[str], repeat: i
 # --------------------------------------------------------------------------- breakdown
 
 
-def bench_breakdown(tools: Tools, repeat: int, log: Callable[[str], None]) -> dict[str, Samples]:
+def bench_breakdown(janitor: Janitor, tools: Tools, repeat: int,
+                    log: Callable[[str], None]) -> dict[str, Samples]:
     """Fixed costs that every end-to-end number above contains."""
+    empty = janitor.scratch("empty")
     probes: dict[str, list[str | Path]] = {
         "podman CLI start (`podman version`)": ["podman", "version", "--format",
                                                 "{{.Client.Version}}"],
@@ -542,6 +553,7 @@ def bench_breakdown(tools: Tools, repeat: int, log: Callable[[str], None]) -> di
             "--user", "65534:65534", SCANNER_IMAGE, "true"],
         "atomicscan start (`atomicscan --version`)": [tools.atomicscan, "--version"],
         "syft start (`syft version`)": [tools.syft, "version"],
+        "`syft dir:` on an empty directory": [tools.syft, f"dir:{empty}", "-o", "syft-json"],
     }
     samples = {name: Samples() for name in probes}
     for argv in probes.values():
@@ -796,16 +808,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         tools = Tools.find(workdir)
         require_images([DEBIAN, SCANNER_IMAGE, *(IMAGES[label] for label in args.labels)])
-        already = run(["podman", "image", "mount"], capture=True).stdout
         facts = machine_facts(tools, workdir)
-        mounted = [label for label, image in IMAGES.items()
-                   if run(["podman", "image", "inspect", "--format", "{{.Id}}", image],
-                          capture=True).stdout.strip() in already]
+        mounted = [label for label, image in IMAGES.items() if image_is_mounted(image)]
         facts["images already mounted by others at start"] = ", ".join(mounted) or "none"
         rootfs = None if args.skip_rootfs else bench_rootfs(janitor, args.repeat, log)
         scans = bench_scans(janitor, tools, args.labels, args.repeat, log)
         breakdown = (None if args.skip_breakdown
-                     else bench_breakdown(tools, args.repeat, log))
+                     else bench_breakdown(janitor, tools, args.repeat, log))
         facts["load average at end"] = " ".join(f"{v:.2f}" for v in os.getloadavg())
     except BenchError as exc:
         log(f"error: {exc}")

@@ -35,6 +35,57 @@ def podman(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
                           env=podman_env(), timeout=300)
 
 
+class Engine:
+    """The CLI of one runtime under test: podman, or the private test dockerd."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __call__(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        env = podman_env()
+        if self.name == "docker":
+            from dockerd import DOCKER_HOST
+
+            env["DOCKER_HOST"] = DOCKER_HOST
+        return subprocess.run([self.name, *args], capture_output=True, text=True, check=check,
+                              env=env, timeout=300)
+
+    def image_id(self, name: str) -> str:
+        return self("image", "inspect", "--format", "{{.Id}}", name).stdout.strip().removeprefix(
+            "sha256:")
+
+    def labelled_containers(self) -> list[str]:
+        out = self("ps", "--all", "--filter", "label=io.atomicscan.run", "--format",
+                   "{{.ID}} {{.Names}}").stdout
+        return [f"{self.name}:{line}" for line in out.splitlines() if line.strip()]
+
+    @contextlib.contextmanager
+    def image_root(self, name: str) -> Iterator[list[Path]]:
+        """The directories that make up an image's filesystem, for before/after digests."""
+        if self.name == "podman":
+            with mounted_image(name) as path:
+                yield [path]
+            return
+        data = json.loads(self("image", "inspect", "--format", "{{json .GraphDriver.Data}}",
+                               name).stdout)
+        layers = [data["UpperDir"], *data.get("LowerDir", "").split(":")]
+        yield [Path(layer) for layer in layers if layer]
+
+    @contextlib.contextmanager
+    def container_root(self, name: str) -> Iterator[list[Path]]:
+        """The directories that make up a container's filesystem, for before/after digests."""
+        if self.name == "podman":
+            path = Path(podman("mount", name).stdout.strip())
+            try:
+                yield [path]
+            finally:
+                podman("umount", name, check=False)
+            return
+        data = json.loads(self("inspect", "--format", "{{json .GraphDriver.Data}}", name).stdout)
+        layers = [data["UpperDir"], *data.get("LowerDir", "").split(":")]
+        yield [Path(layer) for layer in layers if layer]
+
+
 def image_id(name: str) -> str:
     return podman("image", "inspect", "--format", "{{.Id}}", name).stdout.strip()
 
@@ -62,8 +113,10 @@ class CliResult:
 class Atomicscan:
     """Runs the real `atomicscan` command with its state, results and config in a temp dir."""
 
-    def __init__(self, base: Path) -> None:
+    def __init__(self, base: Path, runtime: str = "podman") -> None:
         self.base = base
+        self.runtime = runtime
+        self.engine = Engine(runtime)
         self.state_dir = base / "state"
         self.results_dir = base / "results"
         self.config_dir = base / "atomicscan.d"
@@ -80,7 +133,11 @@ class Atomicscan:
         return env
 
     def argv(self, *args: str) -> list[str]:
-        return [sys.executable, "-m", "atomicscan", *args]
+        # Scans name the runtime under test; commands that span runtimes don't.
+        spans = bool(args) and (args[0] in {"cleanup", "doctor"} or "--list" in args
+                                or "--runtime" in args)
+        chosen = [] if spans else ["--runtime", self.runtime]
+        return [sys.executable, "-m", "atomicscan", *chosen, *args]
 
     def __call__(self, *args: str, timeout: float = 600) -> CliResult:
         done = subprocess.run(self.argv(*args), capture_output=True, text=True, env=self.env,
@@ -119,14 +176,19 @@ class HostSnapshot:
     tmp: frozenset[str]
 
 
+def _dockerd_up() -> bool:
+    return os.environ.get("DOCKER_HOST", "").startswith("unix://")
+
+
 def snapshot(state_dir: Path) -> HostSnapshot:
     # Only the places atomicscan mounts: its state dir and podman's own storage.
-    watched = (str(state_dir), "/var/lib/containers/", "/run/atomicscan")
+    watched = (str(state_dir), "/var/lib/containers/", "/run/atomicscan",
+               "/var/lib/atomicscan-test-docker/", "/run/atomicscan-test-docker/")
     mountinfo = Path("/proc/self/mountinfo").read_text().splitlines()
     mounts = frozenset(f"{line.split()[4]} {line.split(' - ')[-1]}" for line in mountinfo
                        if line.split()[4].startswith(watched))
-    containers = frozenset(podman("ps", "--all", "--filter", "label=io.atomicscan.run",
-                                  "--format", "{{.ID}} {{.Names}}").stdout.split("\n"))
+    containers = frozenset(Engine("podman").labelled_containers()
+                           + (Engine("docker").labelled_containers() if _dockerd_up() else []))
     podman_mounts = frozenset(
         podman("mount").stdout.splitlines() + podman("image", "mount").stdout.splitlines())
     state = frozenset(str(p) for p in state_dir.rglob("*")) if state_dir.exists() else frozenset()
@@ -145,8 +207,17 @@ def assert_no_leftovers(before: HostSnapshot, state_dir: Path) -> None:
     assert after.tmp == before.tmp, f"temp files left: {sorted(after.tmp - before.tmp)}"
 
 
-def tree_digest(root: Path) -> dict[str, tuple[object, ...]]:
+def tree_digest(roots: list[Path]) -> dict[str, tuple[object, ...]]:
     """Every entry's type, mode, owner, size, mtime and content hash, without following links."""
+    import hashlib
+
+    entries: dict[str, tuple[object, ...]] = {}
+    for root in roots:
+        entries.update({f"{root}:{k}": v for k, v in _tree_digest(root, hashlib).items()})
+    return entries
+
+
+def _tree_digest(root: Path, hashlib: object) -> dict[str, tuple[object, ...]]:
     import hashlib
 
     entries: dict[str, tuple[object, ...]] = {}

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import TESTBED_IMAGES, Atomicscan, podman, snapshot
+from dockerd import load_from_podman, private_dockerd
+from helpers import TESTBED_IMAGES, Atomicscan, Engine, podman, podman_env, snapshot
 
 pytestmark = pytest.mark.real
 
@@ -19,17 +21,43 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.real)
 
 
+RUNTIMES = ("podman", "docker")
+
+
 @pytest.fixture(scope="session", autouse=True)
-def _testbed() -> None:
+def _testbed() -> Iterator[None]:
+    """The test bed images in podman, and a private dockerd holding the same images."""
     missing = [name for name in TESTBED_IMAGES
                if podman("image", "exists", name, check=False).returncode != 0]
     if missing:
         pytest.fail(f"test bed images missing: {missing}; run scripts/setup", pytrace=False)
+    with private_dockerd() as docker_host:
+        for name in TESTBED_IMAGES:
+            load_from_podman(name, podman_env())
+        previous = os.environ.get("DOCKER_HOST")
+        os.environ["DOCKER_HOST"] = docker_host
+        try:
+            yield
+        finally:
+            if previous is None:
+                os.environ.pop("DOCKER_HOST", None)
+            else:
+                os.environ["DOCKER_HOST"] = previous
+
+
+@pytest.fixture(params=RUNTIMES)
+def runtime(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
 
 
 @pytest.fixture
-def atomicscan(tmp_path: Path) -> Atomicscan:
-    return Atomicscan(tmp_path)
+def atomicscan(tmp_path: Path, runtime: str) -> Atomicscan:
+    return Atomicscan(tmp_path, runtime)
+
+
+@pytest.fixture
+def engine(atomicscan: Atomicscan) -> Engine:
+    return atomicscan.engine
 
 
 @pytest.fixture
@@ -38,12 +66,12 @@ def unique() -> str:
 
 
 @pytest.fixture
-def containers() -> Iterator[list[str]]:
+def containers(engine: Engine) -> Iterator[list[str]]:
     """Names of test containers to remove at the end, whatever happens."""
     names: list[str] = []
     yield names
     for name in names:
-        podman("rm", "--force", "--time", "0", name, check=False)
+        engine("rm", "--force", name, check=False)
 
 
 @pytest.fixture

@@ -5,16 +5,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from helpers import ALPINE, DEBIAN, Atomicscan, HostSnapshot, assert_no_leftovers, podman
+from helpers import ALPINE, DEBIAN, Atomicscan, Engine, HostSnapshot, assert_no_leftovers
 
 
 @pytest.fixture
-def ambiguous_name(unique: str) -> Iterator[str]:
+def ambiguous_name(engine: Engine, unique: str) -> Iterator[str]:
     name = f"atomicscan-ambig-{unique}"
-    podman("tag", DEBIAN, f"localhost/{name}:latest")
-    podman("tag", ALPINE, f"docker.io/library/{name}:latest")
+    engine("tag", DEBIAN, f"localhost/{name}:latest")
+    engine("tag", ALPINE, f"example.com/{name}:latest")
     yield name
-    podman("rmi", f"localhost/{name}:latest", f"docker.io/library/{name}:latest", check=False)
+    engine("rmi", f"localhost/{name}:latest", f"example.com/{name}:latest", check=False)
 
 
 def _one_line(stderr: str) -> str:
@@ -32,7 +32,7 @@ def _one_line(stderr: str) -> str:
     (["--scanner", "packages", "--scanner-args", "novalue", DEBIAN], "KEY=VALUE"),
     (["--scanner", "packages", "--rootfs", "/no/such/dir"], "not a directory"),
     (["--scanner", "packages"], "nothing to scan"),
-    (["--runtime", "rkt", DEBIAN], "rkt"),
+    (["--runtime", "rkt", DEBIAN], "unknown runtime 'rkt'"),
 ])
 def test_usage_errors_exit_2_with_one_line(
     atomicscan: Atomicscan, host_before: HostSnapshot, args: list[str], expected: str

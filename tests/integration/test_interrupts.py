@@ -7,17 +7,17 @@ import subprocess
 import time
 
 import pytest
-from helpers import DEBIAN, Atomicscan, HostSnapshot, assert_no_leftovers, podman, snapshot
+from helpers import DEBIAN, Atomicscan, HostSnapshot, assert_no_leftovers, snapshot
 
 SLEEPER = "sleep 300"
 
 
-def _wait_for_scanner_container(proc: subprocess.Popen[str], timeout: float = 60) -> str:
+def _wait_for_scanner_container(atomicscan: Atomicscan, proc: subprocess.Popen[str],
+                                timeout: float = 60) -> str:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert proc.poll() is None, proc.communicate()
-        names = podman("ps", "--filter", "label=io.atomicscan.run", "--format",
-                       "{{.Names}}").stdout.split()
+        names = atomicscan.engine.labelled_containers()
         if names:
             return names[0]
         time.sleep(0.2)
@@ -30,7 +30,7 @@ def test_interrupt_mid_scan_cleans_up_and_exits_130(
 ) -> None:
     atomicscan.add_scanner("sleeper", SLEEPER)
     proc = atomicscan.popen("--scanner", "sleeper", DEBIAN)
-    _wait_for_scanner_container(proc)
+    _wait_for_scanner_container(atomicscan, proc)
 
     started = time.monotonic()
     proc.send_signal(signum)
@@ -48,7 +48,7 @@ def test_after_sigkill_cleanup_removes_what_the_dead_run_left(
 ) -> None:
     atomicscan.add_scanner("sleeper", SLEEPER)
     proc = atomicscan.popen("--scanner", "sleeper", DEBIAN)
-    _wait_for_scanner_container(proc)
+    _wait_for_scanner_container(atomicscan, proc)
     proc.kill()
     proc.communicate(timeout=30)
     leaked = snapshot(atomicscan.state_dir)
@@ -67,7 +67,7 @@ def test_next_scan_cleans_up_after_a_killed_run(
 ) -> None:
     atomicscan.add_scanner("sleeper", SLEEPER)
     proc = atomicscan.popen("--scanner", "sleeper", DEBIAN)
-    _wait_for_scanner_container(proc)
+    _wait_for_scanner_container(atomicscan, proc)
     proc.kill()
     proc.communicate(timeout=30)
 

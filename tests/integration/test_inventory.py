@@ -13,11 +13,10 @@ from helpers import (
     RPM_BDB,
     RPM_SQLITE,
     Atomicscan,
+    Engine,
     assert_no_leftovers,
-    image_id,
     mounted_image,
     packages_of,
-    podman,
     snapshot,
 )
 
@@ -39,7 +38,8 @@ def _truth(image: str, root: Path) -> list[tuple[str, str, str]]:
     (ALPINE, "apk", "alpine"),
 ])
 def test_image_inventory_equals_package_database(
-    atomicscan: Atomicscan, host_before: object, image: str, kind: str, os_id: str | None
+    atomicscan: Atomicscan, engine: Engine, host_before: object, image: str, kind: str,
+    os_id: str | None,
 ) -> None:
     with mounted_image(image) as root:
         expected = _truth(image, root)
@@ -52,15 +52,15 @@ def test_image_inventory_equals_package_database(
     (result,) = report["results"]
     assert result["successful"] is True
     assert result["target"] == image
-    assert result["target_id"] == image_id(image)
+    assert result["target_id"] == engine.image_id(image)
     assert result["target_type"] == "image"
-    assert result["runtime"] == "podman"
+    assert result["runtime"] == atomicscan.runtime
     assert packages_of(result) == expected
     assert {p["type"] for p in result["packages"]} == {kind}
     assert all(p["purl"].startswith(f"pkg:{kind}/") for p in result["packages"])
     if os_id:
         assert result["os"]["id"] == os_id
-    raw = Path(report["results_dir"]) / image_id(image) / "json"
+    raw = Path(report["results_dir"]) / engine.image_id(image) / "json"
     assert raw.is_file(), "the scanner's raw output is kept in the results directory"
     assert (Path(report["results_dir"]) / "report.json").is_file()
     assert_no_leftovers(host_before, atomicscan.state_dir)  # type: ignore[arg-type]
@@ -77,15 +77,15 @@ def test_debian_sources_and_epochs_are_reported(atomicscan: Atomicscan) -> None:
 
 
 def test_running_and_stopped_containers_are_scanned_as_they_are(
-    atomicscan: Atomicscan, containers: list[str], unique: str
+    atomicscan: Atomicscan, engine: Engine, containers: list[str], unique: str
 ) -> None:
     running, stopped = f"atomicscan-test-running-{unique}", f"atomicscan-test-stopped-{unique}"
     containers += [running, stopped]
-    podman("run", "-d", "--name", running, DEBIAN, "sleep", "600")
+    engine("run", "-d", "--name", running, DEBIAN, "sleep", "600")
     # The stopped container changed its own filesystem: the scan must see the change.
     marker = ("Package: atomicscan-marker\\nStatus: install ok installed\\n"
               "Version: 1.0-1\\nArchitecture: all\\n\\n")
-    podman("run", "--name", stopped, DEBIAN, "sh", "-c",
+    engine("run", "--name", stopped, DEBIAN, "sh", "-c",
            f"printf '{marker}' >> /var/lib/dpkg/status")
     with mounted_image(DEBIAN) as root:
         expected = truth.dpkg_packages(root)
@@ -99,7 +99,7 @@ def test_running_and_stopped_containers_are_scanned_as_they_are(
     assert packages_of(results[running]) == expected
     marker_package = ("atomicscan-marker", "1.0-1", "all")
     assert packages_of(results[stopped]) == sorted([*expected, marker_package])
-    state = podman("inspect", "--format", "{{.State.Running}}", running).stdout.strip()
+    state = engine("inspect", "--format", "{{.State.Running}}", running).stdout.strip()
     assert state == "true", "scanning a running container must not stop it"
     assert_no_leftovers(host_before, atomicscan.state_dir)
 

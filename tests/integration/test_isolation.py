@@ -9,9 +9,9 @@ from helpers import (
     ALPINE,
     DEBIAN,
     Atomicscan,
+    Engine,
     assert_no_leftovers,
-    mounted_image,
-    podman,
+    snapshot,
     tree_digest,
 )
 
@@ -32,18 +32,16 @@ done
 
 
 def test_scanner_runs_locked_down_and_cannot_write_the_target(
-    atomicscan: Atomicscan, host_before: object, containers: list[str], unique: str
+    atomicscan: Atomicscan, engine: Engine, containers: list[str], unique: str
 ) -> None:
     container = f"atomicscan-test-ro-{unique}"
     containers.append(container)
-    podman("create", "--name", container, DEBIAN, "true")
-    container_root = Path(podman("mount", container).stdout.strip())
-    try:
-        before_container = tree_digest(container_root)
-    finally:
-        podman("umount", container)
-    with mounted_image(DEBIAN) as root:
-        before_image = tree_digest(root)
+    engine("create", "--name", container, DEBIAN, "true")
+    with engine.container_root(container) as roots:
+        before_container = tree_digest(roots)
+    with engine.image_root(DEBIAN) as roots:
+        before_image = tree_digest(roots)
+    host_before = snapshot(atomicscan.state_dir)
     atomicscan.add_scanner("probe", PROBE)
 
     run = atomicscan("--scanner", "probe", "--json", DEBIAN, container)
@@ -58,14 +56,11 @@ def test_scanner_runs_locked_down_and_cannot_write_the_target(
         assert probe["capeff"] == "0000000000000000"
         assert probe["nnp"] == "1"
         assert probe["nets"].split() == ["lo"], "the scanner must have no network"
-    container_root = Path(podman("mount", container).stdout.strip())
-    try:
-        assert tree_digest(container_root) == before_container
-    finally:
-        podman("umount", container)
-    with mounted_image(DEBIAN) as root:
-        assert tree_digest(root) == before_image
-    assert_no_leftovers(host_before, atomicscan.state_dir)  # type: ignore[arg-type]
+    with engine.container_root(container) as roots:
+        assert tree_digest(roots) == before_container
+    with engine.image_root(DEBIAN) as roots:
+        assert tree_digest(roots) == before_image
+    assert_no_leftovers(host_before, atomicscan.state_dir)
 
 
 def test_symlink_output_to_a_host_file_is_refused(

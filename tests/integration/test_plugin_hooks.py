@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from helpers import ALPINE, podman_env
@@ -24,12 +25,15 @@ def _isolated_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv(key, value)
 
 
-def _scan(*plugins: object) -> Report:
-    request = ScanRequest(targets=(ALPINE,), scanner="packages")
-    return ScanRun(Plugins.load(plugins, entry_points=False), request).execute()
+@pytest.fixture
+def scan(runtime: str) -> object:
+    def run(*plugins: object) -> Report:
+        request = ScanRequest(targets=(ALPINE,), scanner="packages", runtime=runtime)
+        return ScanRun(Plugins.load(plugins, entry_points=False), request).execute()
+    return run
 
 
-def test_process_result_plugin_adds_a_finding_to_a_real_scan() -> None:
+def test_process_result_plugin_adds_a_finding_to_a_real_scan(scan: Any) -> None:
     class FlagMusl:
         @hookimpl
         def atomicscan_process_result(self, result: ScanResult, scanner: Scanner) -> ScanResult:
@@ -37,8 +41,8 @@ def test_process_result_plugin_adds_a_finding_to_a_real_scan() -> None:
             return result.replace(findings=(*result.findings, *(
                 Finding(id="uses-musl", title=f"musl {p.version}") for p in musl)))
 
-    plain = _scan()
-    flagged = _scan(FlagMusl())
+    plain = scan()
+    flagged = scan(FlagMusl())
 
     assert plain.results[0].findings == ()
     assert [f.id for f in flagged.results[0].findings] == ["uses-musl"]
@@ -46,7 +50,7 @@ def test_process_result_plugin_adds_a_finding_to_a_real_scan() -> None:
     assert flagged.results[0].packages == plain.results[0].packages
 
 
-def test_merge_plugin_overrides_the_builtin_merge() -> None:
+def test_merge_plugin_overrides_the_builtin_merge(scan: Any) -> None:
     class CountingMerge:
         @hookimpl
         def atomicscan_merge_results(self, results: Sequence[ScanResult], scanner: Scanner,
@@ -56,7 +60,7 @@ def test_merge_plugin_overrides_the_builtin_merge() -> None:
                           results=tuple(results),
                           extra={"package_total": sum(len(r.packages or ()) for r in results)})
 
-    report = _scan(CountingMerge())
+    report = scan(CountingMerge())
 
     doc = report.to_json()
     assert doc["package_total"] == len(report.results[0].packages or ()) > 0
