@@ -1,0 +1,248 @@
+"""The docker runtime plugin: docker's CLI for targets and scanners, our own read-only mounts.
+
+It drives the ``docker`` CLI rather than the docker SDK: one fewer dependency, the same
+argv logging and error handling as podman, and the CLI (with ``DOCKER_HOST``, inherited
+from the environment) is what docker users already have working.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from atomicscan import dockerfs, proc, state
+from atomicscan.builtin.podman import isolation_flags
+from atomicscan.errors import CommandError, MountError, RuntimeUnavailableError
+from atomicscan.hookspecs import hookimpl
+from atomicscan.runtime import (
+    Runtime,
+    RuntimeRegistry,
+    ScannerContainer,
+    Target,
+    first_line,
+    iter_nonempty,
+)
+from atomicscan.targets import Candidate, match_container, match_image, not_found
+
+DEFAULT_SOCKET = "unix:///var/run/docker.sock"
+#: docker's --read-only leaves no writable scratch; podman's gives these three as tmpfs.
+SCRATCH_TMPFS = ("/tmp", "/var/tmp", "/run")  # noqa: S108 - paths inside the container
+
+
+def daemon_address() -> str:
+    """Which daemon the CLI talks to, in words for error messages."""
+    host = os.environ.get("DOCKER_HOST")
+    if host:
+        return f"DOCKER_HOST={host}"
+    return f"the default socket {DEFAULT_SOCKET} (DOCKER_HOST is not set)"
+
+
+def mount_root() -> Path:
+    """Where docker targets get mounted: next to the state root, never inside it.
+
+    Inside it, a directory without a run lock would be taken for a dead run and cleaned.
+    """
+    root = state.state_root()
+    return root.with_name(root.name + "-docker")
+
+
+def qualified_name(name: str) -> str:
+    """docker's short image name (``debian:12``) as podman spells it (``docker.io/library/...``).
+
+    Matching against the qualified form makes a reference resolve the same in both runtimes.
+    """
+    first, slash, _ = name.partition("/")
+    if not slash:
+        return f"docker.io/library/{name}"
+    if "." in first or ":" in first or first == "localhost":
+        return name
+    return f"docker.io/{name}"
+
+
+def _json_lines(text: str) -> list[dict[str, Any]]:
+    rows = [json.loads(line) for line in iter_nonempty(text)]
+    return [row for row in rows if isinstance(row, dict)]
+
+
+def _image_names(row: Mapping[str, Any]) -> list[str]:
+    repository, tag, digest = (str(row.get(key) or "<none>")
+                               for key in ("Repository", "Tag", "Digest"))
+    if repository == "<none>":
+        return []
+    if tag != "<none>":
+        return [f"{repository}:{tag}"]
+    return [f"{repository}@{digest}"] if digest != "<none>" else []
+
+
+class DockerRuntime(Runtime):
+    """A docker daemon on this host, as root, through the docker CLI."""
+
+    name = "docker"
+
+    def __init__(self, binary: str = "docker") -> None:
+        self.binary = binary
+        self._checked = False
+
+    def _docker(self, *args: str, check: bool = True, timeout: float = 300.0
+                ) -> proc.Completed:
+        return proc.run([self.binary, *args], check=check, timeout=timeout)
+
+    def check(self) -> None:
+        if self._checked:
+            return
+        if shutil.which(self.binary) is None:
+            raise RuntimeUnavailableError(
+                "docker: binary not found on PATH (apt install docker.io)")
+        try:
+            result = self._docker("version", "--format", "{{.Server.APIVersion}}",
+                                  check=False, timeout=30.0)
+        except CommandError as exc:  # only a timeout gets here
+            raise RuntimeUnavailableError(
+                f"docker: no daemon answered at {daemon_address()} within 30s ({exc})") from exc
+        if not result.ok or not result.stdout.strip():
+            raise RuntimeUnavailableError(self._daemon_problem(result.stderr))
+        if os.geteuid() != 0:
+            raise RuntimeUnavailableError(
+                "docker: atomicscan needs root to mount docker's image storage")
+        self._checked = True
+
+    @staticmethod
+    def _daemon_problem(stderr: str) -> str:
+        text = stderr.lower()
+        if "permission denied" in text:
+            return (f"docker: permission denied on the docker daemon at {daemon_address()}; "
+                    "run atomicscan as root")
+        if "cannot connect" in text or "is the docker daemon running" in text \
+                or "no such file" in text or "connection refused" in text:
+            return (f"docker: cannot reach a docker daemon at {daemon_address()}; "
+                    "is dockerd running?")
+        return f"docker: the daemon at {daemon_address()} is not usable: {first_line(stderr)}"
+
+    # -- targets ---------------------------------------------------------------------
+
+    def _containers(self) -> list[Candidate]:
+        rows = _json_lines(self._docker("ps", "--all", "--no-trunc", "--format", "{{json .}}"
+                                        ).stdout)
+        # Names with a slash are legacy link aliases, not names a user gives.
+        return [
+            Candidate(
+                id=str(row["ID"]),
+                names=tuple(n for n in str(row.get("Names") or "").split(",")
+                            if n and "/" not in n),
+                running=row.get("State") == "running",
+            )
+            for row in rows
+        ]
+
+    def _images(self) -> dict[str, list[str]]:
+        """Image ID (64 hex) to docker's own names; one row per tag, so rows are grouped."""
+        rows = _json_lines(self._docker("images", "--all", "--no-trunc", "--format",
+                                        "{{json .}}").stdout)
+        images: dict[str, list[str]] = {}
+        for row in rows:
+            names = images.setdefault(str(row["ID"]).removeprefix("sha256:"), [])
+            names += [name for name in _image_names(row) if name not in names]
+        return images
+
+    def resolve(self, ref: str) -> Target:
+        container = match_container(ref, self._containers())
+        if container is not None:
+            return Target(ref=ref, id=container.id, type="container", runtime=self.name,
+                          key=container.id, names=container.names, running=container.running)
+        images = self._images()
+        candidates = [Candidate(id=image_id, names=tuple(qualified_name(n) for n in names))
+                      for image_id, names in images.items()]
+        image = match_image(ref, candidates)
+        if image is not None:
+            return Target(ref=ref, id=image.id, type="image", runtime=self.name,
+                          key=image.id, names=tuple(images[image.id]))
+        raise not_found(ref, self.name)
+
+    # -- mounts ----------------------------------------------------------------------
+
+    def _inspect(self, target: Target) -> dict[str, Any]:
+        kind = "container" if target.type == "container" else "image"
+        try:
+            found = json.loads(self._docker(kind, "inspect", target.id).stdout)
+        except CommandError as exc:
+            raise MountError(f"docker cannot inspect {target.ref}: {exc}") from exc
+        if not isinstance(found, list) or not found or not isinstance(found[0], dict):
+            raise MountError(f"docker inspect gave nothing usable for {target.ref}")
+        return found[0]
+
+    def _storage(self) -> dockerfs.DockerStorage:
+        try:
+            info = json.loads(self._docker("info", "--format", "{{json .}}").stdout)
+        except CommandError as exc:
+            raise MountError(f"docker info failed: {exc}") from exc
+        return dockerfs.DockerStorage.from_info(info)
+
+    @contextlib.contextmanager
+    def mount_rootfs(
+        self, target: Target, journal: Callable[[dict[str, Any]], None]
+    ) -> Iterator[Path]:
+        if target.type not in ("image", "container"):
+            raise MountError(f"docker cannot mount a {target.type}")
+        inspect = self._inspect(target)
+        plan = dockerfs.plan_rootfs(inspect, target.type, self._storage())
+        root = mount_root()
+        root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        destination = root / f"{target.key[:12]}-{secrets.token_hex(4)}"
+
+        def record(entry: dict[str, Any]) -> None:
+            journal({"runtime": self.name, "id": target.id, **entry})
+
+        with dockerfs.mounted(plan, destination, record) as rootfs:
+            yield rootfs
+
+    def undo(self, record: Mapping[str, Any]) -> None:
+        dockerfs.undo(record)
+
+    # -- scanners --------------------------------------------------------------------
+
+    def image_id(self, image: str) -> str | None:
+        result = self._docker("image", "inspect", "--format", "{{.Id}}", image, check=False)
+        if not result.ok:
+            return None
+        return result.stdout.strip().removeprefix("sha256:") or None
+
+    def run_scanner(self, container: ScannerContainer) -> proc.Completed:
+        scratch = [arg for path in SCRATCH_TMPFS for arg in ("--tmpfs", path)]
+        argv = [
+            self.binary, "run", "--rm", "--pull", "never", "--name", container.name,
+            # Output reaches us through the attached streams; a log file would only let a
+            # flooding scanner fill docker's disk.
+            "--log-driver", "none",
+            *isolation_flags(container), *scratch, container.image, *container.args,
+        ]
+        return proc.run_bounded(argv, timeout=container.timeout)
+
+    def remove_container(self, name: str) -> None:
+        self._docker("rm", "--force", name, check=False)
+
+    def labelled_containers(self, label: str) -> list[tuple[str, str]]:
+        template = "{{.Names}}\t{{.Label " + json.dumps(label) + "}}"
+        result = self._docker("ps", "--all", "--no-trunc", "--filter", f"label={label}",
+                              "--format", template, check=False)
+        if not result.ok:
+            return []
+        found = []
+        for line in iter_nonempty(result.stdout):
+            names, _, value = line.partition("\t")
+            found.append((names.split(",")[0], value.strip()))
+        return found
+
+    def build_hint(self, image: str) -> str:
+        return (f"build it with podman and move it: `podman save --format docker-archive "
+                f"{image} | docker load`, or `docker build -t {image} scanners/<name>`")
+
+
+@hookimpl
+def atomicscan_add_runtimes(registry: RuntimeRegistry) -> None:
+    registry.add("docker", DockerRuntime)
