@@ -8,6 +8,7 @@ import datetime as dt
 import json
 import logging
 import os
+import shutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -169,6 +170,7 @@ class ScanRun:
         self.scan_type = self.scanner.scan_type(request.scan_type).name
         self.run_id = new_run_id()
         self.unusable: list[str] = []
+        self.container_args: dict[str, str] = dict(request.scanner_args)
 
     def _runtimes(self) -> list[Runtime]:
         """The runtimes to look in: the one asked for, or every usable one."""
@@ -232,6 +234,7 @@ class ScanRun:
 
     def execute(self) -> Report:
         mounts.require_root()
+        self.check_host_files()
         groups = self.resolve()
         for runtime, _targets in groups.values():
             if runtime.image_id(self.scanner.image) is None:
@@ -267,6 +270,7 @@ class ScanRun:
                 view = stack.enter_context(
                     mounts.readonly_bind(source, run_state.directory / "scanin" / target.key))
                 binds.append(Bind(view, f"/scanin/{target.key}"))
+            binds += self._host_files(run_state.directory / "hostfiles")
             scanout = stack.enter_context(mounts.scratch_tmpfs(
                 run_state.directory / "scanout", DEFAULT_SCANOUT_BYTES, SCANNER_UID, SCANNER_UID))
             binds.append(Bind(scanout, "/scanout", read_only=False))
@@ -277,7 +281,7 @@ class ScanRun:
                 binds=tuple(binds),
                 env={
                     "ATOMICSCAN_SCAN_TYPE": self.scan_type,
-                    "ATOMICSCAN_SCANNER_ARGS": json.dumps(dict(self.request.scanner_args)),
+                    "ATOMICSCAN_SCANNER_ARGS": json.dumps(self.container_args),
                     "ATOMICSCAN_TARGETS": json.dumps([
                         {"key": t.key, "target": t.ref, "id": t.id, "type": t.type}
                         for t in targets]),
@@ -294,6 +298,34 @@ class ScanRun:
             finished = now()
             return [self._result(target, completed, scanout, results_dir, started, finished)
                     for target in targets]
+
+    def check_host_files(self) -> None:
+        """Every host file the scan type takes must exist before anything is mounted."""
+        for name in self.scanner.scan_type(self.scan_type).host_files:
+            value = self.request.scanner_args.get(name)
+            if value is not None and not Path(value).is_file():
+                raise UsageError(f"--scanner-args {name}={value}: no such file")
+
+    def _host_files(self, directory: Path) -> list[Bind]:
+        """Copies of the host files the scan needs, readable by the scanner's user, read-only.
+
+        A copy (not a bind of the original) so the scanner's uid can read it whatever the
+        original's permissions, and so it can't see the file's neighbours.
+        """
+        binds: list[Bind] = []
+        for name in self.scanner.scan_type(self.scan_type).host_files:
+            value = self.request.scanner_args.get(name)
+            if value is None:
+                continue
+            source = Path(value)
+            copy = directory / name / source.name
+            copy.parent.mkdir(parents=True, mode=0o755)
+            shutil.copyfile(source, copy)
+            copy.chmod(0o444)
+            inside = f"/scanhost/{name}/{source.name}"
+            binds.append(Bind(copy, inside))
+            self.container_args[name] = inside
+        return binds
 
     def _run_container(self, runtime: Runtime, container: ScannerContainer) -> Completed:
         try:

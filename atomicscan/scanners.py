@@ -29,6 +29,8 @@ class ScanType:
     name: str
     args: tuple[str, ...]
     description: str = ""
+    host_files: tuple[str, ...] = ()
+    """Scanner arguments whose values are host files, handed over read-only in /scanhost."""
 
 
 @dataclass(frozen=True)
@@ -131,6 +133,7 @@ def scanner_from_mapping(path: Path, doc: Mapping[str, Any]) -> Scanner:
             name=scan_name,
             args=_string_list(path, raw.get("args"), "args"),
             description=str(raw.get("description", "")),
+            host_files=_string_list(path, raw.get("host_files", []), "host_files"),
         )
     default_scan = _string(path, doc, "default_scan", default=next(iter(scan_types)))
     if default_scan not in scan_types:
