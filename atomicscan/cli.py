@@ -81,6 +81,9 @@ def _setup_logging(verbose: bool, debug: bool) -> None:
                    "to DIR/<scanner>/<timestamp>/.")
 @click.option("--timeout", type=click.FloatRange(min=1), metavar="SECONDS",
               help="Kill the scanner after this long; its targets fail.")
+@click.option("--remediate", is_flag=True,
+              help="After a compliance scan, build IMAGE:TAG-remediated with the scanner's "
+                   "fixes applied (images only, offline; the original is left untouched).")
 @click.option("--json", "as_json", is_flag=True,
               help="Print exactly one JSON document on stdout; messages go to stderr.")
 @click.option("--list", "list_scanners", is_flag=True,
@@ -89,7 +92,8 @@ def _setup_logging(verbose: bool, debug: bool) -> None:
 @click.option("--debug", is_flag=True, help="Log every command run, and show tracebacks.")
 def scan(targets: tuple[str, ...], runtime: str | None, scanner: str | None,
          scan_type: str | None, scanner_args: str | None, rootfs: tuple[Path, ...],
-         output_dir: Path | None, timeout: float | None, as_json: bool, list_scanners: bool,
+         output_dir: Path | None, timeout: float | None, remediate: bool, as_json: bool,
+         list_scanners: bool,
          verbose: bool, debug: bool) -> None:
     """Scan images or containers (TARGET: name, name:tag or ID) with a scanner.
 
@@ -122,7 +126,7 @@ def scan(targets: tuple[str, ...], runtime: str | None, scanner: str | None,
     request = ScanRequest(
         targets=targets, rootfs=rootfs, scanner=scanner, scan_type=scan_type,
         scanner_args=parse_scanner_args(scanner_args), runtime=runtime,
-        output_dir=output_dir, timeout=timeout,
+        output_dir=output_dir, timeout=timeout, remediate=remediate,
     )
     run = ScanRun(plugins, request, progress=_progress(verbose))
     with stderr.status("scanning…", spinner="dots") if _live(as_json) else _nullcontext():

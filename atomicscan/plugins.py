@@ -18,6 +18,7 @@ from atomicscan.scanners import Scanner, ScannerRegistry
 #: Module paths of the built-in plugins, registered exactly like third-party ones.
 DEFAULT_PLUGINS = (
     "atomicscan.builtin.podman",
+    "atomicscan.builtin.docker",
     "atomicscan.builtin.definitions",
     "atomicscan.builtin.packages",
     "atomicscan.builtin.merge",

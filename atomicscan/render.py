@@ -51,6 +51,8 @@ def _result_line(result: ScanResult) -> str:
 def print_report(console: Console, report: Report) -> None:
     for result in report.results:
         console.print(_result_line(result), highlight=False)
+        if result.remediated_image:
+            console.print(f"    remediated image: {result.remediated_image}", highlight=False)
         for note in result.notes:
             console.print(f"    note: {note}", highlight=False)
     failed = sum(not r.successful for r in report.results)

@@ -77,6 +77,8 @@ class ScanResult:
     notes: tuple[str, ...] = ()
     custom: Mapping[str, Any] = field(default_factory=dict)
     raw_dir: Path | None = None
+    remediated_image: str | None = None
+    """With ``--remediate``: the new image built with the scanner's fixes applied."""
 
     def replace(self, **changes: Any) -> ScanResult:
         return dataclasses.replace(self, **changes)
@@ -105,6 +107,8 @@ class ScanResult:
             doc["custom"] = dict(self.custom)
         if self.raw_dir is not None:
             doc["raw_dir"] = str(self.raw_dir)
+        if self.remediated_image is not None:
+            doc["remediated_image"] = self.remediated_image
         return doc
 
 

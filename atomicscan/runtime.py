@@ -71,13 +71,14 @@ class Runtime(abc.ABC):
         """Find a container (first) or an image (second) named ``ref``; never pull."""
 
     @abc.abstractmethod
-    def mount_rootfs(self, target: Target, journal: Callable[[dict[str, Any]], None]
-                     ) -> contextlib.AbstractContextManager[Path]:
+    def mount_rootfs(self, target: Target, journal: Callable[[dict[str, Any]], None],
+                     workdir: Path) -> contextlib.AbstractContextManager[Path]:
         """Mount ``target``'s root filesystem; the context manager undoes it.
 
         The returned path may be writable: the caller re-exposes it read-only. Before
         mounting, ``journal`` is called with a record that :meth:`undo` accepts, so a later
-        run can undo the mount when this process was killed.
+        run can undo the mount when this process was killed. ``workdir`` is an empty
+        directory inside the run's state directory for mounts the runtime makes itself.
         """
 
     @abc.abstractmethod
@@ -99,6 +100,14 @@ class Runtime(abc.ABC):
     @abc.abstractmethod
     def labelled_containers(self, label: str) -> list[tuple[str, str]]:
         """``(name, label value)`` of every container carrying ``label``."""
+
+    def image_user(self, image: str) -> str:
+        """The USER an image runs as (empty for root)."""
+        raise NotImplementedError(f"{self.name} cannot inspect image users")
+
+    def build_image(self, context: Path, tag: str) -> None:
+        """Build ``context/Containerfile`` as ``tag`` with no network and no pulling."""
+        raise NotImplementedError(f"{self.name} cannot build images")
 
     def build_hint(self, image: str) -> str:
         """How the user makes a missing scanner image available."""

@@ -16,6 +16,7 @@ from typing import Any
 
 from atomicscan import cleanup, mounts
 from atomicscan.errors import (
+    AtomicscanError,
     RuntimeUnavailableError,
     ScannerImageMissingError,
     TargetNotFoundError,
@@ -24,6 +25,7 @@ from atomicscan.errors import (
 )
 from atomicscan.plugins import Plugins
 from atomicscan.proc import Completed
+from atomicscan.remediate import FIX_SCRIPT, build_remediated
 from atomicscan.results import Finding, Report, ScanResult
 from atomicscan.runtime import RUN_LABEL, Bind, Runtime, ScannerContainer, Target, first_line
 from atomicscan.scanners import Scanner, ScannerRegistry
@@ -54,6 +56,7 @@ class ScanRequest:
     runtime: str | None = None
     output_dir: Path | None = None
     timeout: float | None = None
+    remediate: bool = False
 
 
 def now() -> str:
@@ -171,6 +174,8 @@ class ScanRun:
         self.run_id = new_run_id()
         self.unusable: list[str] = []
         self.container_args: dict[str, str] = dict(request.scanner_args)
+        if request.remediate:
+            self.container_args["remediate"] = "true"
 
     def _runtimes(self) -> list[Runtime]:
         """The runtimes to look in: the one asked for, or every usable one."""
@@ -236,6 +241,12 @@ class ScanRun:
         mounts.require_root()
         self.check_host_files()
         groups = self.resolve()
+        if self.request.remediate:
+            for _runtime, targets in groups.values():
+                for target in targets:
+                    if target.type != "image":
+                        raise UsageError(f"--remediate works on images only; {target.ref} is "
+                                         f"a {target.type}")
         for runtime, _targets in groups.values():
             if runtime.image_id(self.scanner.image) is None:
                 raise ScannerImageMissingError(
@@ -250,7 +261,11 @@ class ScanRun:
         results_dir.mkdir(parents=True, exist_ok=False)
         results: list[ScanResult] = []
         for runtime, targets in groups.values():
-            results += self._scan_batch(runtime, targets, results_dir)
+            batch = self._scan_batch(runtime, targets, results_dir)
+            if self.request.remediate:
+                batch = [self._remediate(runtime, target, result)
+                         for target, result in zip(targets, batch, strict=True)]
+            results += batch
         report = self.plugins.merge_results(results, self.scanner, self.scan_type, self.run_id)
         report = dataclasses.replace(report, results_dir=results_dir)
         report_file = results_dir / "report.json"
@@ -266,7 +281,8 @@ class ScanRun:
                 if target.type == "rootfs":
                     source = Path(target.id)
                 else:
-                    source = stack.enter_context(runtime.mount_rootfs(target, run_state.journal))
+                    source = stack.enter_context(runtime.mount_rootfs(
+                        target, run_state.journal, run_state.directory / "work" / target.key))
                 view = stack.enter_context(
                     mounts.readonly_bind(source, run_state.directory / "scanin" / target.key))
                 binds.append(Bind(view, f"/scanin/{target.key}"))
@@ -298,6 +314,18 @@ class ScanRun:
             finished = now()
             return [self._result(target, completed, scanout, results_dir, started, finished)
                     for target in targets]
+
+    def _remediate(self, runtime: Runtime, target: Target, result: ScanResult) -> ScanResult:
+        fix = result.raw_dir / FIX_SCRIPT if result.raw_dir else None
+        if not result.successful or fix is None or not fix.is_file():
+            return result.replace(notes=(*result.notes, "no remediation: the scanner left no "
+                                         f"{FIX_SCRIPT} for this target"))
+        self.progress(f"building the remediated image of {target.ref}")
+        try:
+            tag = build_remediated(runtime, target, fix)
+        except AtomicscanError as exc:
+            return result.replace(successful=False, error=f"remediation failed: {exc}")
+        return result.replace(remediated_image=tag)
 
     def check_host_files(self) -> None:
         """Every host file the scan type takes must exist before anything is mounted."""

@@ -10,13 +10,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import secrets
 import shutil
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from atomicscan import dockerfs, proc, state
+from atomicscan import dockerfs, proc
 from atomicscan.builtin.podman import isolation_flags
 from atomicscan.errors import CommandError, MountError, RuntimeUnavailableError
 from atomicscan.hookspecs import hookimpl
@@ -41,15 +40,6 @@ def daemon_address() -> str:
     if host:
         return f"DOCKER_HOST={host}"
     return f"the default socket {DEFAULT_SOCKET} (DOCKER_HOST is not set)"
-
-
-def mount_root() -> Path:
-    """Where docker targets get mounted: next to the state root, never inside it.
-
-    Inside it, a directory without a run lock would be taken for a dead run and cleaned.
-    """
-    root = state.state_root()
-    return root.with_name(root.name + "-docker")
 
 
 def qualified_name(name: str) -> str:
@@ -101,10 +91,10 @@ class DockerRuntime(Runtime):
                 "docker: binary not found on PATH (apt install docker.io)")
         try:
             result = self._docker("version", "--format", "{{.Server.APIVersion}}",
-                                  check=False, timeout=30.0)
+                                  check=False, timeout=15.0)
         except CommandError as exc:  # only a timeout gets here
             raise RuntimeUnavailableError(
-                f"docker: no daemon answered at {daemon_address()} within 30s ({exc})") from exc
+                f"docker: no daemon answered at {daemon_address()} within 15s ({exc})") from exc
         if not result.ok or not result.stdout.strip():
             raise RuntimeUnavailableError(self._daemon_problem(result.stderr))
         if os.geteuid() != 0:
@@ -144,11 +134,12 @@ class DockerRuntime(Runtime):
         """Image ID (64 hex) to docker's own names; one row per tag, so rows are grouped."""
         rows = _json_lines(self._docker("images", "--all", "--no-trunc", "--format",
                                         "{{json .}}").stdout)
-        images: dict[str, list[str]] = {}
+        images: dict[str, set[str]] = {}
         for row in rows:
-            names = images.setdefault(str(row["ID"]).removeprefix("sha256:"), [])
-            names += [name for name in _image_names(row) if name not in names]
-        return images
+            images.setdefault(str(row["ID"]).removeprefix("sha256:"), set()).update(
+                _image_names(row))
+        # docker lists the tags of one image in no stable order.
+        return {image_id: sorted(names) for image_id, names in images.items()}
 
     def resolve(self, ref: str) -> Target:
         container = match_container(ref, self._containers())
@@ -185,15 +176,15 @@ class DockerRuntime(Runtime):
 
     @contextlib.contextmanager
     def mount_rootfs(
-        self, target: Target, journal: Callable[[dict[str, Any]], None]
+        self, target: Target, journal: Callable[[dict[str, Any]], None], workdir: Path
     ) -> Iterator[Path]:
         if target.type not in ("image", "container"):
             raise MountError(f"docker cannot mount a {target.type}")
         inspect = self._inspect(target)
         plan = dockerfs.plan_rootfs(inspect, target.type, self._storage())
-        root = mount_root()
-        root.mkdir(parents=True, exist_ok=True, mode=0o700)
-        destination = root / f"{target.key[:12]}-{secrets.token_hex(4)}"
+        # Inside the run's own directory: a dead run's mounts are found and undone there.
+        workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        destination = workdir / "rootfs"
 
         def record(entry: dict[str, Any]) -> None:
             journal({"runtime": self.name, "id": target.id, **entry})
@@ -237,6 +228,16 @@ class DockerRuntime(Runtime):
             names, _, value = line.partition("\t")
             found.append((names.split(",")[0], value.strip()))
         return found
+
+    def image_user(self, image: str) -> str:
+        return self._docker("image", "inspect", "--format", "{{.Config.User}}",
+                            image).stdout.strip()
+
+    def build_image(self, context: Path, tag: str) -> None:
+        # The classic builder: it needs no buildx plugin and honours --network none.
+        proc.run([self.binary, "build", "--network", "none", "--quiet",
+                  "--file", str(context / "Containerfile"), "--tag", tag, str(context)],
+                 env={"DOCKER_BUILDKIT": "0"}, timeout=1800)
 
     def build_hint(self, image: str) -> str:
         return (f"build it with podman and move it: `podman save --format docker-archive "

@@ -117,7 +117,7 @@ class PodmanRuntime(Runtime):
 
     @contextlib.contextmanager
     def mount_rootfs(
-        self, target: Target, journal: Callable[[dict[str, Any]], None]
+        self, target: Target, journal: Callable[[dict[str, Any]], None], workdir: Path
     ) -> Iterator[Path]:
         if target.type == "image":
             mount_args: tuple[str, ...] = ("image", "mount", target.id)
@@ -170,6 +170,15 @@ class PodmanRuntime(Runtime):
             ((row.get("Names") or [row["Id"]])[0], (row.get("Labels") or {}).get(label, ""))
             for row in rows
         ]
+
+    def image_user(self, image: str) -> str:
+        return self._podman("image", "inspect", "--format", "{{.Config.User}}",
+                            image).stdout.strip()
+
+    def build_image(self, context: Path, tag: str) -> None:
+        self._podman("build", "--network", "none", "--pull", "never", "--quiet",
+                     "--file", str(context / "Containerfile"), "--tag", tag, str(context),
+                     timeout=1800)
 
     def build_hint(self, image: str) -> str:
         return (f"build it with `podman build --network host -t {image} scanners/<name>` "

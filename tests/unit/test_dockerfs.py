@@ -129,9 +129,9 @@ def test_too_long_options_use_the_absolute_short_links(tmp_path: Path) -> None:
     layers = make_layers(tmp_path, 3)
     full = len(OverlayPlan(tuple(layers)).options)
     plan = dockerfs.fit_overlay(layers, limit=full - 1)
-    overlay2 = tmp_path / "overlay2"
+    links = tmp_path / "overlay2" / "l"
     assert plan.cwd is None
-    assert plan.lowerdirs == tuple(str(overlay2 / "l" / f"SHORT{i:02d}{'X' * 19}") for i in range(3))
+    assert plan.lowerdirs == tuple(str(links / f"SHORT{i:02d}{'X' * 19}") for i in range(3))
     assert [os.path.realpath(d) for d in plan.lowerdirs] == layers
 
 
@@ -147,7 +147,7 @@ def test_still_too_long_uses_relative_short_links_from_the_overlay2_dir(tmp_path
 
 def test_too_many_layers_even_for_short_links_is_a_clear_error(tmp_path: Path) -> None:
     layers = make_layers(tmp_path, 3)
-    with pytest.raises(MountError, match="3 layers.*exceed the kernel's 51-byte limit"):
+    with pytest.raises(MountError, match=r"3 layers.*exceed the kernel's 51-byte limit"):
         dockerfs.fit_overlay(layers, limit=50)
 
 

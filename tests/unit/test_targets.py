@@ -56,3 +56,16 @@ def test_normalize() -> None:
     assert normalize_image_ref("debian") == "debian:latest"
     assert normalize_image_ref("localhost:5000/x") == "localhost:5000/x:latest"
     assert normalize_image_ref("x@sha256:00") == "x@sha256:00"
+
+
+def test_remediated_names() -> None:
+    from atomicscan.remediate import remediated_name
+    from atomicscan.runtime import Target
+
+    names = ("localhost/atomicscan-test/debian:bookworm", "docker.io/library/debian:x")
+    image = Target(ref="atomicscan-test/debian:bookworm", id="ab" * 32, type="image",
+                   runtime="podman", key="k", names=names)
+    assert remediated_name(image) == "localhost/atomicscan-test/debian:bookworm-remediated"
+    by_id = Target(ref="abab", id="ab" * 32, type="image", runtime="podman", key="k",
+                   names=names)
+    assert remediated_name(by_id) == "localhost/atomicscan-remediated:abababababab"

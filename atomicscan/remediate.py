@@ -1,0 +1,58 @@
+"""Build a remediated copy of a scanned image from the fix script its scanner generated."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from atomicscan.errors import AtomicscanError
+from atomicscan.runtime import Runtime, Target
+from atomicscan.targets import normalize_image_ref
+
+#: The file a scanner leaves in /scanout/<key>/ when asked to remediate (scanner arg
+#: ``remediate=true``).
+FIX_SCRIPT = "remediation.sh"
+SUFFIX = "-remediated"
+
+
+class RemediationError(AtomicscanError):
+    """The remediated image could not be built."""
+
+
+def remediated_name(target: Target) -> str:
+    """``name:tag`` becomes ``name:tag-remediated``; an image given by ID keeps a name of ours."""
+    wanted = normalize_image_ref(target.ref)
+    full = next((n for n in target.names if n == wanted or n.endswith("/" + wanted)), None)
+    if full is None or "@" in full:
+        return f"localhost/atomicscan-remediated:{target.id[:12]}"
+    return full + SUFFIX
+
+
+def containerfile(base_id: str, user: str) -> str:
+    """Apply the fix script as root, then restore the image's own user."""
+    lines = [
+        f"FROM {base_id}",
+        "USER root",
+        f"COPY {FIX_SCRIPT} /tmp/atomicscan-{FIX_SCRIPT}",
+        # A failing fix must not stop the others: the script handles each rule on its own.
+        f"RUN bash /tmp/atomicscan-{FIX_SCRIPT} || true; rm -f /tmp/atomicscan-{FIX_SCRIPT}",
+        "LABEL io.atomicscan.remediated-from=" + base_id,
+    ]
+    if user and user not in {"root", "0", "0:0"}:
+        lines.append(f"USER {user}")
+    return "\n".join(lines) + "\n"
+
+
+def build_remediated(runtime: Runtime, target: Target, fix_script: Path) -> str:
+    """Build and tag the remediated image offline; the scanned image is left untouched."""
+    if target.type != "image":
+        raise RemediationError(f"--remediate works on images only; {target.ref} is a "
+                               f"{target.type}")
+    tag = remediated_name(target)
+    user = runtime.image_user(target.id)
+    with tempfile.TemporaryDirectory(prefix="atomicscan-remediate-") as scratch:
+        context = Path(scratch)
+        (context / FIX_SCRIPT).write_bytes(fix_script.read_bytes())
+        (context / "Containerfile").write_text(containerfile(target.id, user))
+        runtime.build_image(context, tag)
+    return tag
