@@ -19,8 +19,9 @@ DEBIAN = "localhost/atomicscan-test/debian:bookworm"
 RPM_SQLITE = "localhost/atomicscan-test/rpm-sqlite:latest"
 RPM_BDB = "localhost/atomicscan-test/rpm-bdb:latest"
 ALPINE = "localhost/atomicscan-test/alpine-like:latest"
+PURGED = "localhost/atomicscan-test/debian-purged:latest"
 PACKAGES_SCANNER = "localhost/atomicscan/packages:latest"
-TESTBED_IMAGES = (DEBIAN, RPM_SQLITE, RPM_BDB, ALPINE, PACKAGES_SCANNER)
+TESTBED_IMAGES = (DEBIAN, RPM_SQLITE, RPM_BDB, ALPINE, PURGED, PACKAGES_SCANNER)
 
 
 def podman_env() -> dict[str, str]:

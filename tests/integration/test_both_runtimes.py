@@ -5,9 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import truth
-from helpers import DEBIAN, Atomicscan, mounted_image, packages_of
-
-PURGED = "localhost/atomicscan-test/debian-purged:latest"
+from helpers import DEBIAN, PURGED, Atomicscan, mounted_image, packages_of
 
 
 def test_a_package_deleted_in_an_upper_layer_is_gone_on_both_runtimes(tmp_path: Path) -> None:
