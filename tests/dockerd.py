@@ -12,19 +12,28 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-DATA_ROOT = Path("/var/lib/atomicscan-test-docker")
-RUN_DIR = Path("/run/atomicscan-test-docker")
-SOCKET = RUN_DIR / "docker.sock"
-PIDFILE = RUN_DIR / "docker.pid"
-DOCKER_HOST = f"unix://{SOCKET}"
+NAME = "atomicscan-test-docker"
+DATA_ROOT = Path("/var/lib") / NAME
+RUN_DIR = Path("/run") / NAME
+DOCKER_HOST = f"unix://{RUN_DIR / 'docker.sock'}"
 
 
-def _config() -> dict[str, object]:
+class Paths:
+    """Where one private dockerd keeps everything; a name per user (tests, benchmarks)."""
+
+    def __init__(self, name: str = NAME) -> None:
+        self.data_root = Path("/var/lib") / name
+        self.run_dir = Path("/run") / name
+        self.pidfile = self.run_dir / "docker.pid"
+        self.docker_host = f"unix://{self.run_dir / 'docker.sock'}"
+
+
+def _config(paths: Paths) -> dict[str, object]:
     return {
-        "data-root": str(DATA_ROOT),
-        "exec-root": str(RUN_DIR / "exec"),
-        "pidfile": str(PIDFILE),
-        "hosts": [DOCKER_HOST],
+        "data-root": str(paths.data_root),
+        "exec-root": str(paths.run_dir / "exec"),
+        "pidfile": str(paths.pidfile),
+        "hosts": [paths.docker_host],
         "storage-driver": "overlay2",
         # Leave the host's network exactly as it is.
         "iptables": False, "ip-forward": False, "ip-masq": False, "bridge": "none",
@@ -51,10 +60,10 @@ def _stop_pid(pid: int) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
-def _stop_stale() -> None:
-    """A dockerd left by a test session that was killed: stop it by its pidfile."""
+def _stop_stale(paths: Paths) -> None:
+    """A dockerd left by a session that was killed: stop it by its pidfile."""
     with contextlib.suppress(FileNotFoundError, ValueError):
-        _stop_pid(int(PIDFILE.read_text().strip()))
+        _stop_pid(int(paths.pidfile.read_text().strip()))
 
 
 def _unmount_under(root: Path) -> None:
@@ -64,54 +73,56 @@ def _unmount_under(root: Path) -> None:
         subprocess.run(["umount", "--lazy", point], check=False, capture_output=True)
 
 
-def docker(*args: str, check: bool = True, stdin: int | None = None
-           ) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, DOCKER_HOST=DOCKER_HOST)
+def docker(*args: str, check: bool = True, stdin: int | None = None,
+           host: str = DOCKER_HOST) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, DOCKER_HOST=host)
     return subprocess.run(["docker", *args], capture_output=True, text=True, check=check,
                           env=env, timeout=300, stdin=stdin)
 
 
 @contextlib.contextmanager
-def private_dockerd() -> Iterator[str]:
+def private_dockerd(name: str = NAME) -> Iterator[str]:
     """Start dockerd, yield its DOCKER_HOST, and stop it by PID, whatever happened."""
     if shutil.which("dockerd") is None:
         raise RuntimeError("dockerd is missing: run scripts/setup (it installs docker.io)")
-    _stop_stale()
-    RUN_DIR.mkdir(parents=True, exist_ok=True)
-    DATA_ROOT.mkdir(parents=True, exist_ok=True)
-    config = RUN_DIR / "daemon.json"
-    config.write_text(json.dumps(_config()))
-    log = (RUN_DIR / "dockerd.log").open("w")
+    paths = Paths(name)
+    _stop_stale(paths)
+    paths.run_dir.mkdir(parents=True, exist_ok=True)
+    paths.data_root.mkdir(parents=True, exist_ok=True)
+    config = paths.run_dir / "daemon.json"
+    config.write_text(json.dumps(_config(paths)))
+    log = (paths.run_dir / "dockerd.log").open("w")
     proc = subprocess.Popen(["dockerd", "--config-file", str(config)], stdout=log,
                             stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + 60
-        while docker("version", check=False).returncode != 0:
+        while docker("version", check=False, host=paths.docker_host).returncode != 0:
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(
-                    f"private dockerd did not start; see {RUN_DIR / 'dockerd.log'}")
+                    f"private dockerd did not start; see {paths.run_dir / 'dockerd.log'}")
             time.sleep(0.2)
-        yield DOCKER_HOST
+        yield paths.docker_host
     finally:
         _stop_pid(proc.pid)
         proc.wait()
         log.close()
-        _unmount_under(DATA_ROOT)
-        _unmount_under(RUN_DIR)
+        _unmount_under(paths.data_root)
+        _unmount_under(paths.run_dir)
 
 
-def load_from_podman(image: str, podman_env: dict[str, str]) -> None:
-    """Move an image built with podman into the private dockerd, unless it is there already."""
+def load_from_podman(image: str, podman_env: dict[str, str], host: str = DOCKER_HOST) -> None:
+    """Move an image built with podman into a private dockerd, unless it is there already."""
     podman_id = subprocess.run(["podman", "image", "inspect", "--format", "{{.Id}}", image],
                                capture_output=True, text=True, check=True,
                                env=podman_env).stdout.strip()
-    have = docker("image", "inspect", "--format", "{{.Id}}", image, check=False).stdout.strip()
+    have = docker("image", "inspect", "--format", "{{.Id}}", image, check=False,
+                  host=host).stdout.strip()
     if have.removeprefix("sha256:") == podman_id:
         return
     save = subprocess.Popen(["podman", "save", "--format", "docker-archive", image],
                             stdout=subprocess.PIPE, env=podman_env)
     assert save.stdout is not None
-    docker("load", stdin=save.stdout.fileno())
+    docker("load", stdin=save.stdout.fileno(), host=host)
     save.stdout.close()
     if save.wait() != 0:
         raise RuntimeError(f"podman save {image} failed")
