@@ -213,12 +213,14 @@ class ScanRun:
                              "choose one with --runtime")
         if found:
             return found[0]
+        skipped = f" (not searched: {'; '.join(self.unusable)})" if self.unusable else ""
         if len(runtimes) == 1:
-            raise not_found(ref, runtimes[0].name)
+            error = not_found(ref, runtimes[0].name)
+            raise TargetNotFoundError(ref, error.message + skipped)
         names = " or ".join(r.name for r in runtimes)
         raise TargetNotFoundError(
             ref, f"target {ref!r} is neither a container nor an image in {names}; "
-                 "atomicscan never pulls (use --rootfs PATH for a directory)")
+                 f"atomicscan never pulls (use --rootfs PATH for a directory){skipped}")
 
     def resolve(self) -> dict[str, tuple[Runtime, list[Target]]]:
         """Targets grouped by the runtime that holds them (and runs their scanner)."""

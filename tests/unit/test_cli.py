@@ -43,3 +43,16 @@ def test_usage_errors_are_one_line_exit_2(tmp_path: Path, args: list[str]) -> No
 def test_version(tmp_path: Path) -> None:
     run = _run("--version", tmp_path=tmp_path)
     assert run.returncode == 0 and "0.1.0" in run.stdout
+
+
+def test_no_usable_runtime_says_what_was_tried(tmp_path: Path) -> None:
+    env = {"ATOMICSCAN_CONFIG_DIR": str(tmp_path / "none"), "PATH": str(tmp_path)}
+    run = subprocess.run([sys.executable, "-m", "atomicscan", "--scanner", "packages", "img"],
+                         capture_output=True, text=True, env=env, check=False, timeout=60)
+    if run.returncode == 1 and "needs root" in run.stderr:
+        pytest.skip("the runtime checks run as root only")
+    assert run.returncode == 1
+    line = run.stderr.strip()
+    assert len(line.splitlines()) == 1
+    assert "no container runtime is usable" in line
+    assert "podman: binary not found" in line and "docker" in line
