@@ -21,6 +21,7 @@ DEFAULT_PLUGINS = (
     "atomicscan.builtin.docker",
     "atomicscan.builtin.definitions",
     "atomicscan.builtin.packages",
+    "atomicscan.builtin.openscap",
     "atomicscan.builtin.merge",
 )
 

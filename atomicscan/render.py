@@ -44,6 +44,9 @@ def _result_line(result: ScanResult) -> str:
         kinds = Counter(package.type for package in result.packages)
         detail = ", ".join(f"{count} {kind}" for kind, count in sorted(kinds.items()))
         parts.append(f"{len(result.packages)} packages" + (f" ({detail})" if detail else ""))
+    if result.counts is not None:
+        shown = [f"{count} {outcome}" for outcome, count in result.counts.items() if count]
+        parts.append(", ".join(shown) or "nothing evaluated")
     parts.append(f"{len(result.findings)} findings")
     return f"[green]ok[/green] {label}: " + "; ".join(parts)
 
@@ -51,6 +54,8 @@ def _result_line(result: ScanResult) -> str:
 def print_report(console: Console, report: Report) -> None:
     for result in report.results:
         console.print(_result_line(result), highlight=False)
+        for name, path in result.files.items():
+            console.print(f"    {name}: {path}", highlight=False)
         if result.remediated_image:
             console.print(f"    remediated image: {result.remediated_image}", highlight=False)
         for note in result.notes:

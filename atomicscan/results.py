@@ -79,6 +79,10 @@ class ScanResult:
     raw_dir: Path | None = None
     remediated_image: str | None = None
     """With ``--remediate``: the new image built with the scanner's fixes applied."""
+    counts: Mapping[str, int] | None = None
+    """Rule or definition results by outcome (pass, fail, notapplicable, ...)."""
+    files: Mapping[str, str] = field(default_factory=dict)
+    """Reports the scanner left (results XML, ARF, HTML), as paths in the results directory."""
 
     def replace(self, **changes: Any) -> ScanResult:
         return dataclasses.replace(self, **changes)
@@ -101,6 +105,10 @@ class ScanResult:
         if self.os is not None or self.packages is not None:
             doc["os"] = dict(self.os) if self.os is not None else None
             doc["packages"] = [package.to_json() for package in self.packages or ()]
+        if self.counts is not None:
+            doc["counts"] = dict(self.counts)
+        if self.files:
+            doc["files"] = dict(self.files)
         if self.notes:
             doc["notes"] = list(self.notes)
         if self.custom:

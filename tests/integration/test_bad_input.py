@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from helpers import ALPINE, DEBIAN, Atomicscan, Engine, HostSnapshot, assert_no_leftovers
@@ -62,7 +64,13 @@ def test_without_scanner_the_choices_are_listed_when_several(atomicscan: Atomics
     assert "--scanner" in line and "packages" in line and "second" in line
 
 
-def test_with_one_scanner_installed_it_is_used(atomicscan: Atomicscan) -> None:
+def test_with_one_scanner_installed_it_is_used(
+    atomicscan: Atomicscan, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    only = tmp_path / "builtin" / "packages"
+    only.mkdir(parents=True)
+    shutil.copy(Path(__file__).parents[2] / "scanners/packages/scanner.toml", only)
+    monkeypatch.setenv("ATOMICSCAN_BUILTIN_SCANNERS_DIR", str(only.parent))
     run = atomicscan("--json", ALPINE)
     assert run.returncode == 0, run.stderr
     assert run.json()["scanner"] == "packages"
@@ -86,6 +94,5 @@ def test_json_mode_prints_exactly_one_document(atomicscan: Atomicscan) -> None:
 def test_list_marks_defaults(atomicscan: Atomicscan) -> None:
     run = atomicscan("--list", "--json")
     assert run.returncode == 0
-    (scanner,) = run.json()["scanners"]
-    assert scanner["name"] == "packages"
+    (scanner,) = [s for s in run.json()["scanners"] if s["name"] == "packages"]
     assert [t["name"] for t in scanner["scan_types"] if t["default"]] == ["inventory"]
