@@ -136,6 +136,11 @@ def scan(targets: tuple[str, ...], runtime: str | None, scanner: str | None,
     else:
         print_report(Console(), report)
     if not report.successful:
+        # One line per failed target on stderr, so CI logs show why even with --json.
+        for result in report.results:
+            if not result.successful:
+                stderr.print(f"atomicscan: error: {result.target_type} {result.target}: "
+                             f"{result.error}", highlight=False, soft_wrap=True)
         raise SystemExit(ExitCode.SCAN_FAILED)
 
 

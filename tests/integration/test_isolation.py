@@ -128,4 +128,6 @@ def test_missing_output_and_crash_fail_with_the_exit_status(
     assert result["successful"] is False
     assert "status 3" in result["error"]
     assert "scanner blew up" in result["error"]
+    (line,) = run.stderr.strip().splitlines()
+    assert line.startswith("atomicscan: error: image") and "status 3" in line
     assert_no_leftovers(host_before, atomicscan.state_dir)  # type: ignore[arg-type]
