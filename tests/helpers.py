@@ -21,7 +21,9 @@ RPM_BDB = "localhost/atomicscan-test/rpm-bdb:latest"
 ALPINE = "localhost/atomicscan-test/alpine-like:latest"
 PURGED = "localhost/atomicscan-test/debian-purged:latest"
 PACKAGES_SCANNER = "localhost/atomicscan/packages:latest"
-TESTBED_IMAGES = (DEBIAN, RPM_SQLITE, RPM_BDB, ALPINE, PURGED, PACKAGES_SCANNER)
+OPENSCAP_SCANNER = "localhost/atomicscan/openscap:latest"
+TESTBED_IMAGES = (DEBIAN, RPM_SQLITE, RPM_BDB, ALPINE, PURGED, PACKAGES_SCANNER,
+                  OPENSCAP_SCANNER)
 
 
 def podman_env() -> dict[str, str]:

@@ -176,7 +176,7 @@ class PodmanRuntime(Runtime):
                             image).stdout.strip()
 
     def build_image(self, context: Path, tag: str) -> None:
-        self._podman("build", "--network", "none", "--pull", "never", "--quiet",
+        self._podman("build", "--network", "none", "--pull=never", "--quiet",
                      "--file", str(context / "Containerfile"), "--tag", tag, str(context),
                      timeout=1800)
 
