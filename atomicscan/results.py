@@ -10,6 +10,20 @@ from typing import Any
 
 JSON = dict[str, Any]
 
+#: Vendor severity words on the one scale findings use: critical, high, medium, low, unknown.
+SEVERITY_SCALE = {
+    "critical": "critical", "urgent": "critical",
+    "high": "high", "important": "high",
+    "medium": "medium", "moderate": "medium",
+    "low": "low", "info": "low", "informational": "low", "negligible": "low",
+    "unimportant": "low",
+}
+
+
+def common_severity(value: str | None) -> str:
+    """Map a scanner's or feed's severity word onto the common scale."""
+    return SEVERITY_SCALE.get((value or "").strip().lower(), "unknown")
+
 
 @dataclass(frozen=True)
 class Finding:

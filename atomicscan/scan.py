@@ -26,7 +26,7 @@ from atomicscan.errors import (
 from atomicscan.plugins import Plugins
 from atomicscan.proc import Completed
 from atomicscan.remediate import FIX_SCRIPT, build_remediated
-from atomicscan.results import Finding, Report, ScanResult
+from atomicscan.results import Finding, Report, ScanResult, common_severity
 from atomicscan.runtime import RUN_LABEL, Bind, Runtime, ScannerContainer, Target, first_line
 from atomicscan.scanners import Scanner, ScannerRegistry
 from atomicscan.scanout import OutputLimits, read_target_output
@@ -122,13 +122,18 @@ def _findings(document: Mapping[str, Any]) -> tuple[Finding, ...]:
             if not isinstance(entry, Mapping):
                 continue
             custom = entry.get("Custom") if isinstance(entry.get("Custom"), Mapping) else {}
+            details = dict(custom or {})
             title = str(entry.get("Title") or entry.get("title") or entry.get("id") or "")
+            raw_severity = str(entry.get("Severity") or entry.get("severity") or "")
+            severity = common_severity(raw_severity)
+            if raw_severity and raw_severity.lower() != severity:
+                details.setdefault("vendor_severity", raw_severity)
             found.append(Finding(
                 id=str(entry.get("ID") or entry.get("id") or title or f"{section}-{index}"),
                 title=title,
-                severity=str(entry.get("Severity") or entry.get("severity") or "unknown").lower(),
+                severity=severity,
                 description=str(entry.get("Description") or entry.get("description") or ""),
-                details=dict(custom or {}),
+                details=details,
             ))
     return tuple(found)
 

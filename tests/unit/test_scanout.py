@@ -75,3 +75,17 @@ def test_missing_and_non_object_output(tmp_path: Path) -> None:
     out = _target(tmp_path, "k2")
     (out / "json").write_text("[1, 2]")
     assert "not a JSON object" in (read_target_output(tmp_path / "out", "k2", None).error or "")
+
+
+def test_findings_use_the_common_severity_scale() -> None:
+    from atomicscan.scan import _findings
+
+    found = _findings({"Vulnerabilities": [
+        {"Title": "a", "Severity": "Important", "Custom": {"cve_ids": ["CVE-1"]}},
+        {"Title": "b", "Severity": "moderate"},
+        {"Title": "c", "Severity": "info"},
+        {"Title": "d"},
+    ], "Results": [{"ID": "rule", "Title": "r", "Severity": "high"}]})
+    assert [f.severity for f in found] == ["high", "medium", "low", "unknown", "high"]
+    assert found[0].details == {"cve_ids": ["CVE-1"], "vendor_severity": "Important"}
+    assert found[4].id == "rule"
