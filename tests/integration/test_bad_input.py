@@ -34,7 +34,7 @@ def _one_line(stderr: str) -> str:
     (["--scanner", "packages", "--scanner-args", "novalue", DEBIAN], "KEY=VALUE"),
     (["--scanner", "packages", "--rootfs", "/no/such/dir"], "not a directory"),
     (["--scanner", "packages"], "nothing to scan"),
-    (["--runtime", "rkt", DEBIAN], "unknown runtime 'rkt'"),
+    (["--scanner", "packages", "--runtime", "rkt", DEBIAN], "unknown runtime 'rkt'"),
 ])
 def test_usage_errors_exit_2_with_one_line(
     atomicscan: Atomicscan, host_before: HostSnapshot, args: list[str], expected: str
