@@ -101,6 +101,10 @@ class Runtime(abc.ABC):
     def labelled_containers(self, label: str) -> list[tuple[str, str]]:
         """``(name, label value)`` of every container carrying ``label``."""
 
+    def target_config(self, target: Target) -> dict[str, Any] | None:
+        """The target's configuration in the shape of :mod:`atomicscan.targetconfig`."""
+        return None
+
     def image_user(self, image: str) -> str:
         """The USER an image runs as (empty for root)."""
         raise NotImplementedError(f"{self.name} cannot inspect image users")

@@ -294,6 +294,7 @@ class ScanRun:
                     mounts.readonly_bind(source, run_state.directory / "scanin" / target.key))
                 binds.append(Bind(view, f"/scanin/{target.key}"))
             binds += self._host_files(run_state.directory / "hostfiles")
+            binds.append(self._scanmeta(runtime, targets, run_state.directory / "meta"))
             scanout = stack.enter_context(mounts.scratch_tmpfs(
                 run_state.directory / "scanout", DEFAULT_SCANOUT_BYTES, SCANNER_UID, SCANNER_UID))
             binds.append(Bind(scanout, "/scanout", read_only=False))
@@ -333,6 +334,20 @@ class ScanRun:
         except AtomicscanError as exc:
             return result.replace(successful=False, error=f"remediation failed: {exc}")
         return result.replace(remediated_image=tag)
+
+    def _scanmeta(self, runtime: Runtime, targets: Sequence[Target], directory: Path) -> Bind:
+        """/scanmeta/targets.json: each target's identity and configuration, read-only."""
+        directory.mkdir(mode=0o755)
+        entries = [
+            {"key": t.key, "target": t.ref, "id": t.id, "type": t.type, "runtime": t.runtime,
+             "names": list(t.names),
+             "config": runtime.target_config(t) if t.type != "rootfs" else None}
+            for t in targets
+        ]
+        meta = directory / "targets.json"
+        meta.write_text(json.dumps(entries, indent=1) + "\n", encoding="utf-8")
+        meta.chmod(0o444)
+        return Bind(directory, "/scanmeta")
 
     def check_host_files(self) -> None:
         """Every host file the scan type takes must exist before anything is mounted."""

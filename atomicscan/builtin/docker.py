@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from atomicscan import dockerfs, proc
+from atomicscan import dockerfs, proc, targetconfig
 from atomicscan.builtin.podman import isolation_flags
 from atomicscan.errors import CommandError, MountError, RuntimeUnavailableError
 from atomicscan.hookspecs import hookimpl
@@ -228,6 +228,16 @@ class DockerRuntime(Runtime):
             names, _, value = line.partition("\t")
             found.append((names.split(",")[0], value.strip()))
         return found
+
+    def target_config(self, target: Target) -> dict[str, Any] | None:
+        try:
+            inspect = self._inspect(target)
+        except MountError:
+            return None
+        names = list(target.names)
+        if target.type == "container" and inspect.get("Config", {}).get("Image"):
+            names.append(str(inspect["Config"]["Image"]))  # what a container was created from
+        return targetconfig.normalize(inspect, names)
 
     def image_user(self, image: str) -> str:
         return self._docker("image", "inspect", "--format", "{{.Config.User}}",

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from atomicscan import proc
+from atomicscan import proc, targetconfig
 from atomicscan.errors import CommandError, MountError, RuntimeUnavailableError
 from atomicscan.hookspecs import hookimpl
 from atomicscan.runtime import (
@@ -170,6 +170,17 @@ class PodmanRuntime(Runtime):
             ((row.get("Names") or [row["Id"]])[0], (row.get("Labels") or {}).get(label, ""))
             for row in rows
         ]
+
+    def target_config(self, target: Target) -> dict[str, Any] | None:
+        kind = "container" if target.type == "container" else "image"
+        result = self._podman(kind, "inspect", target.id, check=False)
+        if not result.ok:
+            return None
+        (inspect,) = json.loads(result.stdout)
+        names = list(target.names)
+        if target.type == "container" and inspect.get("ImageName"):
+            names.append(str(inspect["ImageName"]))  # what a container was created from
+        return targetconfig.normalize(inspect, names)
 
     def image_user(self, image: str) -> str:
         return self._podman("image", "inspect", "--format", "{{.Config.User}}",

@@ -131,3 +131,34 @@ def test_missing_output_and_crash_fail_with_the_exit_status(
     (line,) = run.stderr.strip().splitlines()
     assert line.startswith("atomicscan: error: image") and "status 3" in line
     assert_no_leftovers(host_before, atomicscan.state_dir)  # type: ignore[arg-type]
+
+
+def test_scanner_gets_each_targets_config_read_only(
+    atomicscan: Atomicscan, engine: Engine, containers: list[str], unique: str
+) -> None:
+    container = f"atomicscan-test-cfg-{unique}"
+    containers.append(container)
+    engine("create", "--name", container, "--user", "1234", "--env", "COLOR=blue",
+           "--label", "team=scan", DEBIAN, "sleep", "1")
+    atomicscan.add_scanner("metareader", (
+        'for d in /scanin/*; do k=$(basename "$d"); mkdir -p "/scanout/$k"; '
+        'cp /scanmeta/targets.json "/scanout/$k/targets.json"; '
+        'if touch /scanmeta/x 2>/dev/null; then w=yes; else w=no; fi; '
+        'printf \'{"Successful":"true","Custom":{"meta_write":"%s"}}\' "$w" > "/scanout/$k/json"; '
+        "done"))
+
+    run = atomicscan("--scanner", "metareader", "--json", DEBIAN, container)
+
+    assert run.returncode == 0, run.stderr
+    report = run.json()
+    first = report["results"][0]
+    assert first["custom"]["meta_write"] == "no"
+    entries = json.loads((Path(first["raw_dir"]) / "targets.json").read_text())
+    by_type = {entry["type"]: entry for entry in entries}
+    image, box = by_type["image"]["config"], by_type["container"]["config"]
+    assert image["cmd"] == ["/bin/bash"] and image["user"] == ""
+    assert any(name.endswith("atomicscan-test/debian:bookworm") for name in image["names"])
+    assert box["user"] == "1234"
+    assert "COLOR=blue" in box["env"]
+    assert box["labels"]["team"] == "scan"
+    assert box["cmd"] == ["sleep", "1"]

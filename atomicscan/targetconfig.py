@@ -1,0 +1,59 @@
+"""One shape for an image's or container's configuration, from podman's or docker's inspect."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _list(value: Any) -> list[str] | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):  # podman gives a container's entrypoint as one string
+        return [value]
+    if isinstance(value, Sequence):
+        return [str(item) for item in value]
+    return None
+
+
+def _keys(*mappings: Any) -> list[str]:
+    found: set[str] = set()
+    for mapping in mappings:
+        if isinstance(mapping, Mapping):
+            found.update(str(key) for key in mapping)
+    return sorted(found)
+
+
+def _healthcheck(*candidates: Any) -> dict[str, Any] | None:
+    for candidate in candidates:
+        if isinstance(candidate, Mapping) and candidate.get("Test"):
+            test = _list(candidate.get("Test")) or []
+            if test and test[0] != "NONE":
+                return {"test": test}
+    return None
+
+
+def normalize(inspect: Mapping[str, Any], names: Sequence[str]) -> dict[str, Any]:
+    """The configuration a scanner sees in /scanmeta/targets.json (docs/scanner-contract.md)."""
+    config = _mapping(inspect.get("Config"))
+    host = _mapping(inspect.get("HostConfig"))
+    network = _mapping(inspect.get("NetworkSettings"))
+    labels = _mapping(config.get("Labels"))
+    return {
+        "user": str(config.get("User") or ""),
+        "env": _list(config.get("Env")) or [],
+        "entrypoint": _list(config.get("Entrypoint")),
+        "cmd": _list(config.get("Cmd")),
+        "exposed_ports": _keys(config.get("ExposedPorts"), host.get("PortBindings"),
+                               network.get("Ports")),
+        "labels": {str(k): str(v) for k, v in labels.items()},
+        "healthcheck": _healthcheck(config.get("Healthcheck"), inspect.get("HealthCheck"),
+                                    config.get("HealthCheck")),
+        "volumes": _keys(config.get("Volumes")),
+        "working_dir": str(config.get("WorkingDir") or ""),
+        "names": list(names),
+    }
