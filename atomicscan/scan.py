@@ -294,6 +294,8 @@ class ScanRun:
                     mounts.readonly_bind(source, run_state.directory / "scanin" / target.key))
                 binds.append(Bind(view, f"/scanin/{target.key}"))
             binds += self._host_files(run_state.directory / "hostfiles")
+            binds += [Bind(Path(source), destination)
+                      for source, destination in self.scanner.host_mounts]
             binds.append(self._scanmeta(runtime, targets, run_state.directory / "meta"))
             scanout = stack.enter_context(mounts.scratch_tmpfs(
                 run_state.directory / "scanout", DEFAULT_SCANOUT_BYTES, SCANNER_UID, SCANNER_UID))
@@ -351,6 +353,11 @@ class ScanRun:
 
     def check_host_files(self) -> None:
         """Every host file the scan type takes must exist before anything is mounted."""
+        for source, _destination in self.scanner.host_mounts:
+            if not Path(source).exists():
+                raise AtomicscanError(
+                    f"scanner {self.scanner.name} mounts host path {source}, which does not "
+                    f"exist (from {self.scanner.origin})")
         for name in self.scanner.scan_type(self.scan_type).host_files:
             value = self.request.scanner_args.get(name)
             if value is not None and not Path(value).is_file():

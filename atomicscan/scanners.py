@@ -3,15 +3,35 @@
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from atomicscan.errors import AtomicscanError, DuplicateScannerError, UnknownScannerError
 
 #: The only capabilities a scanner may ask for, one at a time, where a check needs it.
 ALLOWED_CAPABILITIES = frozenset({"SYS_CHROOT", "DAC_READ_SEARCH"})
+
+#: Host paths no scanner may see, even read-only: they hand over the host.
+_RUNTIME_SOCKETS = ("/run/docker.sock", "/var/run/docker.sock", "/run/podman",
+                    "/var/run/podman", "/run/containerd", "/var/run/containerd", "/run/crio")
+
+#: Why each isolation request is refused, by the key that asks for it.
+_REFUSED_REQUESTS = {
+    "privileged": "privileged mode",
+    "network": "a network (scanners run with --network none)",
+    "net": "a network (scanners run with --network none)",
+    "pid": "the host's PID namespace",
+    "ipc": "the host's IPC namespace",
+    "userns": "the host's user namespace",
+    "devices": "host devices",
+    "volumes": "host paths (only host_files, read-only, are handed over)",
+    "user": "another user (scanners run as 65534:65534)",
+    "security_opt": "weaker security options",
+}
 
 
 class DefinitionError(AtomicscanError):
@@ -43,6 +63,8 @@ class Scanner:
     default_scan: str
     description: str = ""
     capabilities: tuple[str, ...] = ()
+    host_mounts: tuple[tuple[str, str], ...] = ()
+    """Read-only host paths from an atomic scan definition's ``custom_args`` (source, dest)."""
     origin: str = ""
     """Where the scanner came from: a definition file's path or a plugin's name."""
     extra: Mapping[str, Any] = field(default_factory=dict)
@@ -141,13 +163,16 @@ def scanner_from_mapping(path: Path, doc: Mapping[str, Any]) -> Scanner:
     isolation = doc.get("isolation", {})
     if not isinstance(isolation, Mapping):
         raise DefinitionError(path, "key 'isolation' must be a table")
-    unknown = set(isolation) - {"capabilities"}
-    if unknown:
-        raise DefinitionError(path, f"isolation key {sorted(unknown)[0]!r} is not allowed")
-    capabilities = tuple(
-        cap.upper().removeprefix("CAP_")
-        for cap in _string_list(path, isolation.get("capabilities", []), "capabilities")
-    )
+    for key in sorted(isolation):
+        if key == "capabilities":
+            continue
+        why = _REFUSED_REQUESTS.get(key, "a request atomicscan does not grant")
+        raise DefinitionError(path, f"isolation.{key}: refused: asks for {why}")
+    requested = list(_string_list(path, isolation.get("capabilities", []), "capabilities"))
+    custom = _custom_args(path, doc.get("custom_args", []))
+    requested += custom.capabilities
+    capabilities = tuple(dict.fromkeys(
+        cap.upper().removeprefix("CAP_") for cap in requested))
     if len(capabilities) > 1:
         raise DefinitionError(path, "isolation.capabilities may name one capability at most")
     for cap in capabilities:
@@ -163,16 +188,92 @@ def scanner_from_mapping(path: Path, doc: Mapping[str, Any]) -> Scanner:
         default_scan=default_scan,
         description=str(doc.get("description", "")),
         capabilities=capabilities,
+        host_mounts=tuple(custom.mounts),
         origin=str(path),
     )
 
 
-def load_definition(path: Path) -> Scanner:
-    """Read one TOML scanner definition file."""
+@dataclass
+class _CustomArgs:
+    mounts: list[tuple[str, str]] = field(default_factory=list)
+    capabilities: list[str] = field(default_factory=list)
+
+
+def _custom_args(path: Path, raw: Any) -> _CustomArgs:
+    """atomic scan's ``custom_args`` (extra ``docker run`` flags), kept only where safe.
+
+    Read-only host mounts (``-v SRC:DST:ro``) and one allowed ``--cap-add`` are honoured;
+    anything else (privileged, host namespaces, writable mounts, runtime sockets) is
+    refused, naming the flag.
+    """
+    args = list(_string_list(path, raw, "custom_args")) if raw else []
+    parsed = _CustomArgs()
+    index = 0
+    while index < len(args):
+        flag, _, inline = args[index].partition("=")
+        takes_value = flag in {"-v", "--volume", "--cap-add"}
+        value = inline or (args[index + 1] if takes_value and index + 1 < len(args) else "")
+        index += 1 if inline or not takes_value else 2
+        if flag in {"-v", "--volume"}:
+            parsed.mounts.append(_readonly_mount(path, value))
+        elif flag == "--cap-add":
+            parsed.capabilities.append(value)
+        else:
+            raise DefinitionError(path, f"custom_args: {args[index - 1]!r} is refused "
+                                        "(only read-only -v mounts and --cap-add are honoured)")
+    return parsed
+
+
+def _readonly_mount(path: Path, spec: str) -> tuple[str, str]:
+    parts = spec.split(":")
+    if len(parts) != 3 or "ro" not in parts[2].split(","):
+        raise DefinitionError(path, f"custom_args: -v {spec}: refused: host paths are only "
+                                    "mounted read-only (add :ro)")
+    source, destination = parts[0], parts[1]
+    if not source.startswith("/") or any(
+            source.rstrip("/") == sock or source.startswith(sock + "/") or
+            sock.startswith(source.rstrip("/") + "/") or source == "/"
+            for sock in _RUNTIME_SOCKETS):
+        raise DefinitionError(path, f"custom_args: -v {spec}: refused: it would expose a "
+                                    "container runtime socket or the whole host")
+    if destination.rstrip("/") in {"/scanin", "/scanout"} or destination.startswith(
+            ("/scanin/", "/scanout/")):
+        raise DefinitionError(path, f"custom_args: -v {spec}: refused: {destination} "
+                                    "belongs to the scan")
+    return source, destination
+
+
+def _parse(path: Path, text: str) -> Any:
+    if path.suffix == ".toml":
+        try:
+            return tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise DefinitionError(path, f"not valid TOML: {exc}") from exc
     try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise DefinitionError(path, f"not valid TOML: {exc}") from exc
+        return yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"line {mark.line + 1}: " if mark is not None else ""
+        raise DefinitionError(path, f"{where}not valid YAML: {exc.problem}") from exc
+    except yaml.YAMLError as exc:
+        raise DefinitionError(path, f"not valid YAML: {exc}") from exc
+
+
+def load_definition(path: Path) -> Scanner:
+    """Read one scanner definition: TOML (``*.toml``), or atomic scan's YAML files as they are."""
+    try:
+        text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise DefinitionError(path, f"cannot read: {exc}") from exc
+    doc = _parse(path, text)
+    if not isinstance(doc, Mapping):
+        raise DefinitionError(path, "a scanner definition must be a mapping of keys")
     return scanner_from_mapping(path, doc)
+
+
+def definition_files(directory: Path) -> Sequence[Path]:
+    """Files in a definitions directory, as atomic scan read /etc/atomic.d: skip hidden files,
+    editor backups and package-manager leftovers."""
+    skipped = (".rpmnew", ".rpmsave", ".dpkg-old", ".dpkg-new", ".dpkg-dist", ".bak", "~")
+    return sorted(p for p in directory.iterdir()
+                  if p.is_file() and not p.name.startswith(".") and not p.name.endswith(skipped))

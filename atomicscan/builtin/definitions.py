@@ -8,7 +8,12 @@ from pathlib import Path
 
 from atomicscan.errors import DuplicateScannerError
 from atomicscan.hookspecs import hookimpl
-from atomicscan.scanners import DefinitionError, ScannerRegistry, load_definition
+from atomicscan.scanners import (
+    DefinitionError,
+    ScannerRegistry,
+    definition_files,
+    load_definition,
+)
 
 log = logging.getLogger(__name__)
 
@@ -43,4 +48,4 @@ def atomicscan_add_scanners(registry: ScannerRegistry) -> None:
         _add_from(registry, sorted(builtin.glob("*/scanner.toml")))
     host = config_dir()
     if host.is_dir():
-        _add_from(registry, sorted(host.glob("*.toml")))
+        _add_from(registry, list(definition_files(host)))

@@ -79,3 +79,97 @@ def test_builtin_packages_definition_loads() -> None:
     assert scanner.name == "packages"
     assert scanner.default_scan in scanner.scan_types
     assert scanner.capabilities == ()
+
+
+ATOMIC_RPM_VERIFY = """\
+type: scanner
+scanner_name: rpm-verify
+image_name: registry.example.org/scanner-rpm-verify
+default_scan: rpm-verify
+scans: [
+  { name: rpm-verify,
+    args: ["python", "rpm_verify.py"],
+    description: "Verify installed RPMs"
+  }
+]
+"""
+
+ATOMIC_OPENSCAP = """\
+type: scanner
+scanner_name: oscap-old
+image_name: openscap
+default_scan: cve
+custom_args: ['-v', '/etc/oscapd:/etc/oscapd:ro']
+scans: [
+  { name: cve,
+    args: ['oscapd-evaluate', 'scan', '--targets', 'chroots-in-dir:///scanin',
+           '--output', '/scanout'],
+    description: "Performs a CVE scan based on known CVE data"},
+  { name: standards_compliance,
+    args: ['oscapd-evaluate', 'scan', '--no-cve-scan'],
+    description: "Performs a standard scan"}
+]
+"""
+
+
+def test_atomic_scan_files_are_accepted_as_they_are(tmp_path: Path) -> None:
+    plain = tmp_path / "rpm-verify"
+    plain.write_text(ATOMIC_RPM_VERIFY)
+    scanner = load_definition(plain)
+    assert scanner.name == "rpm-verify"
+    assert scanner.scan_type(None).args == ("python", "rpm_verify.py")
+    old = tmp_path / "openscap"
+    old.write_text(ATOMIC_OPENSCAP)
+    scanner = load_definition(old)
+    assert scanner.default_scan == "cve"
+    assert scanner.host_mounts == (("/etc/oscapd", "/etc/oscapd"),)
+    assert set(scanner.scan_types) == {"cve", "standards_compliance"}
+
+
+@pytest.mark.parametrize(("custom_args", "message"), [
+    ("['--privileged']", "'--privileged' is refused"),
+    ("['--net=host']", "'--net=host' is refused"),
+    ("['--pid', 'host']", "'--pid' is refused"),
+    ("['--ipc=host']", "'--ipc=host' is refused"),
+    ("['-v', '/etc:/hostetc']", "only mounted read-only"),
+    ("['-v', '/var/run/docker.sock:/var/run/docker.sock:ro']", "runtime socket"),
+    ("['-v', '/run/podman/podman.sock:/s:ro']", "runtime socket"),
+    ("['-v', '/:/host:ro']", "whole host"),
+    ("['--cap-add', 'SYS_ADMIN']", "SYS_ADMIN is not allowed"),
+])
+def test_unsafe_requests_in_atomic_files_are_refused(
+    tmp_path: Path, custom_args: str, message: str
+) -> None:
+    path = tmp_path / "bad"
+    path.write_text(ATOMIC_RPM_VERIFY + f"custom_args: {custom_args}\n")
+    with pytest.raises(DefinitionError) as caught:
+        load_definition(path)
+    assert str(path) in str(caught.value)
+    assert message in str(caught.value)
+
+
+@pytest.mark.parametrize("key", ["privileged", "network", "pid", "ipc", "volumes"])
+def test_isolation_requests_beyond_capabilities_are_refused(tmp_path: Path, key: str) -> None:
+    path = _write(tmp_path, GOOD.replace("[isolation]", f"[isolation]\n{key} = true"))
+    with pytest.raises(DefinitionError, match=f"isolation.{key}: refused"):
+        load_definition(path)
+
+
+def test_malformed_yaml_names_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "broken"
+    path.write_text("type: scanner\nscanner_name: x\nscans: [\n  { name: a,\n    args: [\n")
+    with pytest.raises(DefinitionError) as caught:
+        load_definition(path)
+    assert str(path) in str(caught.value) and "line " in str(caught.value)
+
+
+def test_one_bad_file_does_not_hide_the_others(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from atomicscan.plugins import Plugins
+
+    (tmp_path / "rpm-verify").write_text(ATOMIC_RPM_VERIFY)
+    (tmp_path / "broken.toml").write_text("scanner_name = \n")
+    (tmp_path / "rpm-verify.rpmsave").write_text("garbage")
+    monkeypatch.setenv("ATOMICSCAN_CONFIG_DIR", str(tmp_path))
+    names = Plugins.load(entry_points=False).scanners.names()
+    assert "rpm-verify" in names and "packages" in names
