@@ -37,6 +37,7 @@ Examples:
 Other commands:
   atomicscan doctor     check podman, the scanner images and this host
   atomicscan cleanup    remove what killed runs left behind (mounts, containers)
+  atomicscan plugins    list loaded plugins, their versions and hooks
 
 {EXIT_CODES_HELP}"""
 
@@ -199,6 +200,33 @@ def doctor(as_json: bool, verbose: bool, debug: bool) -> None:
                 console.print(f"      fix: {check.fix}", highlight=False)
     if not all(check.ok for check in checks):
         raise SystemExit(ExitCode.SCAN_FAILED)
+
+
+@cli.command(name="plugins")
+@click.option("--json", "as_json", is_flag=True, help="Print the plugins as JSON.")
+def plugins_command(as_json: bool) -> None:
+    """List the loaded plugins (built-in and third-party), their versions and hooks.
+
+    Set ATOMICSCAN_BLOCK_PLUGINS=name,... to keep named plugins from loading.
+    """
+    from atomicscan.plugins import Plugins
+
+    plugins = Plugins.load()
+    _ = plugins.scanners, plugins.runtimes  # run the collecting hooks: errors show below
+    infos = plugins.info()
+    if as_json:
+        click.echo(json.dumps({
+            "plugins": [{"name": i.name, "version": i.version, "hooks": list(i.hooks)}
+                        for i in infos],
+            "errors": plugins.errors,
+        }, indent=2))
+        return
+    console = Console()
+    for info in infos:
+        version = f" {info.version}" if info.version else ""
+        console.print(f"{info.name}{version}: {', '.join(info.hooks)}", highlight=False)
+    for error in plugins.errors:
+        stderr.print(f"atomicscan: warning: {error}", highlight=False)
 
 
 @cli.command(name="cleanup")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -10,7 +11,7 @@ from typing import Any
 
 import pluggy
 
-from atomicscan import hookspecs
+from atomicscan import __version__, hookspecs
 from atomicscan.results import Report, ScanResult
 from atomicscan.runtime import RuntimeRegistry
 from atomicscan.scanners import Scanner, ScannerRegistry
@@ -28,6 +29,8 @@ DEFAULT_PLUGINS = (
 #: Comma-separated plugin names (entry-point names or built-in module paths) not to load.
 BLOCK_ENV = "ATOMICSCAN_BLOCK_PLUGINS"
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class PluginInfo:
@@ -43,6 +46,22 @@ class Plugins:
         self.pm = pm
         self._scanners: ScannerRegistry | None = None
         self._runtimes: RuntimeRegistry | None = None
+        self.errors: list[str] = []
+        """One line per plugin hook that raised; the others still ran."""
+
+    def _failed(self, impl: Any, hook: str, exc: BaseException) -> str:
+        message = f"plugin {impl.plugin_name} failed in {hook}: {type(exc).__name__}: {exc}"
+        log.warning("%s", message)
+        self.errors.append(message)
+        return message
+
+    def _each(self, hook: str, **kwargs: Any) -> None:
+        """Call every implementation of a collecting hook; one that raises can't stop the rest."""
+        for impl in reversed(getattr(self.pm.hook, hook).get_hookimpls()):
+            try:
+                impl.function(**kwargs)
+            except Exception as exc:  # noqa: BLE001 - a third party's bug, reported by name
+                self._failed(impl, hook, exc)
 
     @classmethod
     def load(cls, extra: Iterable[object] = (), *, entry_points: bool = True) -> Plugins:
@@ -69,7 +88,7 @@ class Plugins:
     def scanners(self) -> ScannerRegistry:
         if self._scanners is None:
             registry = ScannerRegistry()
-            self.pm.hook.atomicscan_add_scanners(registry=registry)
+            self._each("atomicscan_add_scanners", registry=registry)
             self._scanners = registry
         return self._scanners
 
@@ -77,25 +96,36 @@ class Plugins:
     def runtimes(self) -> RuntimeRegistry:
         if self._runtimes is None:
             registry = RuntimeRegistry()
-            self.pm.hook.atomicscan_add_runtimes(registry=registry)
+            self._each("atomicscan_add_runtimes", registry=registry)
             self._runtimes = registry
         return self._runtimes
 
     def process_result(self, result: ScanResult, scanner: Scanner) -> ScanResult:
         # pluggy calls the last-registered / tryfirst implementation first.
         for impl in reversed(self.pm.hook.atomicscan_process_result.get_hookimpls()):
-            changed = impl.function(result=result, scanner=scanner)
+            try:
+                changed = impl.function(result=result, scanner=scanner)
+            except Exception as exc:  # noqa: BLE001 - a third party's bug, reported by name
+                message = self._failed(impl, "atomicscan_process_result", exc)
+                result = result.replace(notes=(*result.notes, message))
+                continue
             if isinstance(changed, ScanResult):
                 result = changed
         return result
 
     def merge_results(self, results: Sequence[ScanResult], scanner: Scanner, scan_type: str,
                       run_id: str) -> Report:
-        report: Report | None = self.pm.hook.atomicscan_merge_results(
-            results=list(results), scanner=scanner, scan_type=scan_type, run_id=run_id)
-        if report is None:  # only when the built-in merge was blocked
-            raise RuntimeError("no plugin merged the results (atomicscan.builtin.merge blocked?)")
-        return report
+        # firstresult by hand, so a plugin that raises falls through to the next (the built-in).
+        for impl in reversed(self.pm.hook.atomicscan_merge_results.get_hookimpls()):
+            try:
+                report = impl.function(results=list(results), scanner=scanner,
+                                       scan_type=scan_type, run_id=run_id)
+            except Exception as exc:  # noqa: BLE001 - a third party's bug, reported by name
+                self._failed(impl, "atomicscan_merge_results", exc)
+                continue
+            if isinstance(report, Report):
+                return report
+        raise RuntimeError("no plugin merged the results (atomicscan.builtin.merge blocked?)")
 
     def info(self) -> list[PluginInfo]:
         dists = {id(plugin): dist for plugin, dist in self.pm.list_plugin_distinfo()}
@@ -105,6 +135,8 @@ class Plugins:
                 continue
             dist: Any = dists.get(id(plugin))
             version = getattr(dist, "version", None) if dist is not None else None
+            if version is None and name in DEFAULT_PLUGINS:
+                version = __version__
             hooks = tuple(sorted(caller.name for caller in self.pm.get_hookcallers(plugin) or ()))
             infos.append(PluginInfo(name=name, version=version, hooks=hooks))
         return infos

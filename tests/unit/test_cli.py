@@ -57,3 +57,11 @@ def test_no_usable_runtime_says_what_was_tried(tmp_path: Path) -> None:
     assert len(line.splitlines()) == 1
     assert "no container runtime is usable" in line
     assert "podman: binary not found" in line and "docker" in line
+
+
+def test_plugins_command_lists_builtins_with_hooks(tmp_path: Path) -> None:
+    run = _run("plugins", "--json", tmp_path=tmp_path)
+    assert run.returncode == 0
+    listed = {p["name"]: p for p in json.loads(run.stdout)["plugins"]}
+    assert listed["atomicscan.builtin.merge"]["hooks"] == ["atomicscan_merge_results"]
+    assert listed["atomicscan.builtin.podman"]["version"] == "0.1.0"

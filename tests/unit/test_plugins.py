@@ -50,10 +50,44 @@ def test_an_outside_plugin_adds_a_scanner() -> None:
     assert {"extra", "packages"} <= set(plugins.scanners.names())
 
 
-def test_two_plugins_adding_one_name_is_an_error() -> None:
+def test_two_plugins_adding_one_name_is_an_error_naming_the_plugin() -> None:
     plugins = Plugins.load([AddsExtra(), AddsExtra()], entry_points=False)
+    assert "extra" in plugins.scanners.names() and "packages" in plugins.scanners.names()
+    (error,) = plugins.errors
+    assert "failed in atomicscan_add_scanners" in error and "defined twice" in error
+
+
+def test_registry_itself_rejects_duplicates() -> None:
+    registry = ScannerRegistry()
+    registry.add(_scanner("x"))
     with pytest.raises(DuplicateScannerError):
-        _ = plugins.scanners
+        registry.add(_scanner("x"))
+
+
+def test_a_plugin_that_raises_is_named_and_the_others_still_run() -> None:
+    class Broken:
+        @hookimpl
+        def atomicscan_add_scanners(self, registry: ScannerRegistry) -> None:
+            raise RuntimeError("boom")
+
+        @hookimpl
+        def atomicscan_process_result(self, result: ScanResult, scanner: Scanner) -> None:
+            raise ValueError("bad result hook")
+
+        @hookimpl
+        def atomicscan_merge_results(self, results: object, scanner: Scanner, scan_type: str,
+                                     run_id: str) -> None:
+            raise KeyError("merge")
+
+    broken = Broken()
+    plugins = Plugins.load([broken], entry_points=False)
+    name = plugins.pm.get_name(broken)
+    assert "packages" in plugins.scanners.names()
+    out = plugins.process_result(_result(), _scanner("extra"))
+    assert any(f"plugin {name} failed in atomicscan_process_result" in n for n in out.notes)
+    report = plugins.merge_results([out], _scanner("extra"), "s", "r")
+    assert report.results == (out,)
+    assert len(plugins.errors) == 3 and all(f"plugin {name}" in e for e in plugins.errors)
 
 
 def test_blocked_builtin_is_not_loaded(monkeypatch: pytest.MonkeyPatch) -> None:
