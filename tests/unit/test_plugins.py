@@ -128,3 +128,9 @@ def test_every_hookspec_is_documented_and_named_for_the_project() -> None:
     assert len(specs) >= 4
     for name in specs:
         assert getattr(hookspecs, name).__doc__, f"{name} needs a docstring"
+
+
+def test_every_hook_is_in_the_hook_reference() -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "writing-a-scanner.md").read_text()
+    for name in (n for n in dir(hookspecs) if n.startswith("atomicscan_")):
+        assert f"`{name}`" in doc, f"{name} is missing from docs/writing-a-scanner.md"
