@@ -6,6 +6,7 @@ import json
 import logging
 import signal
 import sys
+import time
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,6 +18,7 @@ from rich.console import Console
 
 from atomicscan import __version__
 from atomicscan.errors import AtomicscanError, ExitCode, Interrupted
+from atomicscan.progress import LiveProgress
 
 EXIT_CODES_HELP = """\b
 Exit codes:
@@ -67,9 +69,26 @@ def _setup_logging(verbose: bool, debug: bool) -> None:
 
 @cli.command(epilog=SCAN_EPILOG, context_settings={"max_content_width": 100})
 @click.argument("targets", nargs=-1, metavar="TARGET...")
-@click.option("--runtime", metavar="podman|docker", default=None,
+@click.option("--runtime", metavar="podman|docker|all", default=None,
               help="Container runtime that holds the targets and runs the scanner "
-                   "[default: the runtime that holds each target].")
+                   "[default: the runtime that holds each target; with --all, every usable "
+                   "runtime].")
+@click.option("--images", "all_images", is_flag=True,
+              help="Scan every image (no dangling or intermediate ones).")
+@click.option("--containers", "all_containers", is_flag=True,
+              help="Scan every container, running and stopped.")
+@click.option("--all", "everything", is_flag=True, help="Both --images and --containers.")
+@click.option("--include-dangling", is_flag=True, help="With --images: dangling images too.")
+@click.option("-j", "--jobs", type=click.IntRange(min=1), metavar="N",
+              help="Batches scanned at once [default: the number of cores, 2 to 8].")
+@click.option("--batch-size", type=click.IntRange(min=1), metavar="N",
+              help="Targets per scanner container [default: 8].")
+@click.option("--no-cache", is_flag=True,
+              help="Rescan images even when an identical scan's result is cached.")
+@click.option("--keep", type=click.IntRange(min=1), metavar="N",
+              help="Keep the N newest result runs of this scanner [default: 100].")
+@click.option("--max-age", type=click.FloatRange(min=0), metavar="DAYS",
+              help="Also delete result runs older than DAYS.")
 @click.option("--scanner", metavar="NAME", help="Scanner to run (see --list).")
 @click.option("--scan-type", "--scan_type", metavar="TYPE",
               help="Scan type of that scanner [default: the scanner's default].")
@@ -91,7 +110,10 @@ def _setup_logging(verbose: bool, debug: bool) -> None:
               help="List the installed scanners and their scan types, then exit.")
 @click.option("-v", "--verbose", is_flag=True, help="Say what is happening, on stderr.")
 @click.option("--debug", is_flag=True, help="Log every command run, and show tracebacks.")
-def scan(targets: tuple[str, ...], runtime: str | None, scanner: str | None,
+def scan(targets: tuple[str, ...], runtime: str | None, all_images: bool,
+         all_containers: bool, everything: bool, include_dangling: bool, jobs: int | None,
+         batch_size: int | None, no_cache: bool, keep: int | None, max_age: float | None,
+         scanner: str | None,
          scan_type: str | None, scanner_args: str | None, rootfs: tuple[Path, ...],
          output_dir: Path | None, timeout: float | None, remediate: bool, as_json: bool,
          list_scanners: bool,
@@ -128,10 +150,24 @@ def scan(targets: tuple[str, ...], runtime: str | None, scanner: str | None,
         targets=targets, rootfs=rootfs, scanner=scanner, scan_type=scan_type,
         scanner_args=parse_scanner_args(scanner_args), runtime=runtime,
         output_dir=output_dir, timeout=timeout, remediate=remediate,
+        images=all_images or everything, containers=all_containers or everything,
+        include_dangling=include_dangling, jobs=jobs, batch_size=batch_size,
+        use_cache=not no_cache, keep=keep, max_age_days=max_age,
     )
-    run = ScanRun(plugins, request, progress=_progress(verbose))
-    with stderr.status("scanning…", spinner="dots") if _live(as_json) else _nullcontext():
+    display = LiveProgress(stderr) if _live(as_json) else None
+    run = ScanRun(plugins, request, progress=_progress(verbose),
+                  on_result=display.result if display else None,
+                  on_total=display.total if display else None)
+    started = time.monotonic()
+    with display if display else _nullcontext():
         report = run.execute()
+    if not _live(as_json) and (len(report.results) > 1 or request.images
+                               or request.containers):
+        failed = sum(not r.successful for r in report.results)
+        cached = sum(r.cached for r in report.results)
+        stderr.print(f"atomicscan: {len(report.results)} target(s), {failed} failed, "
+                     f"{cached} cached, {time.monotonic() - started:.1f}s; results in "
+                     f"{report.results_dir}", highlight=False, soft_wrap=True)
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2))
     else:

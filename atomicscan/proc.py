@@ -9,6 +9,7 @@ import shlex
 import signal
 import subprocess
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO
@@ -106,12 +107,17 @@ def _drain(stream: IO[bytes], sink: _TailBuffer) -> None:
         sink.feed(chunk)
 
 
+class Cancelled(Exception):
+    """The run was cancelled (Ctrl-C in the main thread) while this command ran."""
+
+
 def run_bounded(
     argv: Sequence[str],
     *,
     env: Mapping[str, str] | None = None,
     timeout: float | None = None,
     output_limit: int = 256 * 1024,
+    cancel: threading.Event | None = None,
 ) -> Completed:
     """Run a possibly misbehaving command (a scanner): keep only the tail of its output.
 
@@ -141,12 +147,18 @@ def run_bounded(
     for reader in readers:
         reader.start()
     timed_out = False
+    deadline = None if timeout is None else time.monotonic() + timeout
     try:
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-            _kill_group(proc)
+        # Poll, so a cancel from another thread stops the command within a fraction of a second.
+        while proc.poll() is None:
+            if cancel is not None and cancel.is_set():
+                raise Cancelled(shlex.join(argv[:2]))  # noqa: TRY301 - the kill below must run
+            if deadline is not None and time.monotonic() >= deadline:
+                timed_out = True
+                _kill_group(proc)
+                break
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=0.2)
     except BaseException:
         _kill_group(proc)
         raise

@@ -97,6 +97,8 @@ class ScanResult:
     """Rule or definition results by outcome (pass, fail, notapplicable, ...)."""
     files: Mapping[str, str] = field(default_factory=dict)
     """Reports the scanner left (results XML, ARF, HTML), as paths in the results directory."""
+    cached: bool = False
+    """Reused from an earlier run: same image, scanner image, scan type and arguments."""
 
     def replace(self, **changes: Any) -> ScanResult:
         return dataclasses.replace(self, **changes)
@@ -131,7 +133,39 @@ class ScanResult:
             doc["raw_dir"] = str(self.raw_dir)
         if self.remediated_image is not None:
             doc["remediated_image"] = self.remediated_image
+        doc["cached"] = self.cached
         return doc
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> ScanResult:
+        """The inverse of :meth:`to_json` (used by the result cache)."""
+        packages = doc.get("packages")
+        raw_dir = doc.get("raw_dir")
+        return cls(
+            target=str(doc["target"]), target_id=str(doc["target_id"]),
+            target_type=str(doc["target_type"]), runtime=doc.get("runtime"),
+            scanner=str(doc["scanner"]), scan_type=str(doc["scan_type"]),
+            successful=bool(doc["successful"]), started_at=str(doc["started_at"]),
+            finished_at=str(doc["finished_at"]), error=doc.get("error"),
+            findings=tuple(Finding(id=str(f["id"]), title=str(f["title"]),
+                                   severity=str(f.get("severity", "unknown")),
+                                   description=str(f.get("description", "")),
+                                   details=dict(f.get("details") or {}))
+                           for f in doc.get("findings") or ()),
+            os=doc.get("os"),
+            packages=None if packages is None else tuple(
+                Package(name=str(p["name"]), version=str(p["version"]),
+                        architecture=str(p.get("architecture") or ""), type=str(p["type"]),
+                        purl=str(p.get("purl") or ""), source=p.get("source"))
+                for p in packages),
+            notes=tuple(str(n) for n in doc.get("notes") or ()),
+            custom=dict(doc.get("custom") or {}),
+            raw_dir=Path(raw_dir) if raw_dir else None,
+            remediated_image=doc.get("remediated_image"),
+            counts=doc.get("counts"),
+            files=dict(doc.get("files") or {}),
+            cached=bool(doc.get("cached", False)),
+        )
 
 
 @dataclass(frozen=True)

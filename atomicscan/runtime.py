@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,6 +56,8 @@ class ScannerContainer:
     capabilities: tuple[str, ...] = ()
     user: str = "65534:65534"
     timeout: float | None = None
+    cancel: threading.Event | None = field(default=None, compare=False)
+    """Set from another thread to stop the scanner at once (Ctrl-C)."""
 
 
 class Runtime(abc.ABC):
@@ -80,6 +83,11 @@ class Runtime(abc.ABC):
         run can undo the mount when this process was killed. ``workdir`` is an empty
         directory inside the run's state directory for mounts the runtime makes itself.
         """
+
+    def list_targets(self, *, images: bool, containers: bool,
+                     dangling: bool = False) -> list[Target]:
+        """Every image (without dangling ones unless asked) and/or container it holds."""
+        raise NotImplementedError(f"{self.name} cannot list its images and containers")
 
     @abc.abstractmethod
     def undo(self, record: Mapping[str, Any]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import dataclasses
 import datetime as dt
@@ -9,12 +10,13 @@ import json
 import logging
 import os
 import shutil
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from atomicscan import cleanup, mounts
+from atomicscan import cache, cleanup, mounts, retention
 from atomicscan.errors import (
     AtomicscanError,
     RuntimeUnavailableError,
@@ -24,7 +26,7 @@ from atomicscan.errors import (
     UsageError,
 )
 from atomicscan.plugins import Plugins
-from atomicscan.proc import Completed
+from atomicscan.proc import Cancelled, Completed
 from atomicscan.remediate import FIX_SCRIPT, build_remediated
 from atomicscan.results import Finding, Report, ScanResult, common_severity
 from atomicscan.runtime import RUN_LABEL, Bind, Runtime, ScannerContainer, Target, first_line
@@ -41,7 +43,26 @@ SCANNER_UID = 65534
 #: Size of the tmpfs behind /scanout: a scanner can never fill the host's disk.
 DEFAULT_SCANOUT_BYTES = 512 * 1024 * 1024
 
+#: Targets per scanner container: start-up is paid per batch (see docs/benchmarks.md).
+DEFAULT_BATCH_SIZE = 8
+#: Runs kept per scanner in the results directory unless --keep says otherwise.
+DEFAULT_KEEP = 100
+
 Progress = Callable[[str], None]
+ResultSink = Callable[[ScanResult], None]
+
+
+def default_jobs() -> int:
+    """Concurrent batches: mounting and container start-up wait on I/O, so a little above
+    the core count, capped so a big host doesn't start dozens of containers at once."""
+    return max(2, min(8, (os.cpu_count() or 2)))
+
+
+def failed_result(target: Target, scanner: Scanner, scan_type: str, error: str) -> ScanResult:
+    stamp = now()
+    return ScanResult(target=target.ref, target_id=target.id, target_type=target.type,
+                      runtime=target.runtime, scanner=scanner.name, scan_type=scan_type,
+                      successful=False, started_at=stamp, finished_at=stamp, error=error)
 
 
 @dataclass(frozen=True)
@@ -57,6 +78,16 @@ class ScanRequest:
     output_dir: Path | None = None
     timeout: float | None = None
     remediate: bool = False
+    images: bool = False
+    """Every image of the runtime(s), as --images and --all ask."""
+    containers: bool = False
+    """Every container, running and stopped, as --containers and --all ask."""
+    include_dangling: bool = False
+    jobs: int | None = None
+    batch_size: int | None = None
+    use_cache: bool = True
+    keep: int | None = None
+    max_age_days: float | None = None
 
 
 def now() -> str:
@@ -167,25 +198,34 @@ def result_from_output(target: Target, scanner: Scanner, scan_type: str, started
 
 
 class ScanRun:
-    """A single run of one scanner over a list of targets."""
+    """A single run of one scanner over a list of targets, in concurrent batches."""
 
     def __init__(self, plugins: Plugins, request: ScanRequest,
-                 progress: Progress | None = None) -> None:
+                 progress: Progress | None = None, on_result: ResultSink | None = None,
+                 on_total: Callable[[int], None] | None = None) -> None:
         self.plugins = plugins
         self.request = request
         self.progress = progress or (lambda message: None)
+        self.on_result = on_result or (lambda result: None)
+        self.on_total = on_total or (lambda total: None)
         self.scanner = choose_scanner(plugins.scanners, request.scanner)
         self.scan_type = self.scanner.scan_type(request.scan_type).name
         self.run_id = new_run_id()
         self.unusable: list[str] = []
+        self.cancel = threading.Event()
         self.container_args: dict[str, str] = dict(request.scanner_args)
+        for name in self.scanner.scan_type(self.scan_type).host_files:
+            if name in request.scanner_args:
+                self.container_args[name] = self._inside(name)
         if request.remediate:
             self.container_args["remediate"] = "true"
+
+    # -- which runtimes, which targets ---------------------------------------------------
 
     def _runtimes(self) -> list[Runtime]:
         """The runtimes to look in: the one asked for, or every usable one."""
         registry = self.plugins.runtimes
-        if self.request.runtime:
+        if self.request.runtime and self.request.runtime != "all":
             runtime = registry.get(self.request.runtime)
             runtime.check()
             return [runtime]
@@ -212,7 +252,7 @@ class ScanRun:
                 found.append(runtime.resolve(ref))
             except TargetNotFoundError:
                 continue
-        if len(found) > 1:
+        if len(found) > 1 and self.request.runtime != "all":
             held = " and ".join(t.runtime or "?" for t in found)
             raise UsageError(f"target {ref!r} exists in both {held}; "
                              "choose one with --runtime")
@@ -235,14 +275,25 @@ class ScanRun:
             target = self._resolve_one(ref, runtimes)
             runtime = next(r for r in runtimes if r.name == target.runtime)
             groups.setdefault(runtime.name, (runtime, []))[1].append(target)
+        if self.request.images or self.request.containers:
+            for runtime in runtimes:
+                listed = runtime.list_targets(images=self.request.images,
+                                              containers=self.request.containers,
+                                              dangling=self.request.include_dangling)
+                groups.setdefault(runtime.name, (runtime, []))[1].extend(listed)
         rootfs = _rootfs_targets(self.request.rootfs)
         if rootfs:
             # A directory needs no runtime of its own: it joins the first batch.
             runtime = next(iter(groups.values()))[0] if groups else runtimes[0]
             groups.setdefault(runtime.name, (runtime, []))[1].extend(rootfs)
-        if not groups:
-            raise UsageError("nothing to scan: give a TARGET (image or container) or --rootfs PATH")
-        return {name: (runtime, _dedupe(targets)) for name, (runtime, targets) in groups.items()}
+        groups = {name: (runtime, _dedupe(targets))
+                  for name, (runtime, targets) in groups.items() if targets}
+        if not groups and not (self.request.images or self.request.containers):
+            raise UsageError("nothing to scan: give a TARGET (image or container), --rootfs "
+                             "PATH, or --images / --containers / --all")
+        return groups
+
+    # -- the run -----------------------------------------------------------------------------
 
     def execute(self) -> Report:
         mounts.require_root()
@@ -254,54 +305,147 @@ class ScanRun:
                     if target.type != "image":
                         raise UsageError(f"--remediate works on images only; {target.ref} is "
                                          f"a {target.type}")
-        for runtime, _targets in groups.values():
-            if runtime.image_id(self.scanner.image) is None:
+        scanner_ids: dict[str, str] = {}
+        for name, (runtime, _targets) in groups.items():
+            scanner_id = runtime.image_id(self.scanner.image)
+            if scanner_id is None:
                 raise ScannerImageMissingError(
                     f"scanner image {self.scanner.image} (scanner {self.scanner.name}) is not "
                     f"in {runtime.name}'s storage and atomicscan never pulls; "
                     f"{runtime.build_hint(self.scanner.image)}"
                 )
+            scanner_ids[name] = scanner_id
         cleaned = cleanup.clean_stale(self.plugins.runtimes)
         if not cleaned.empty:
             self.progress(f"cleaned up after a dead run: {json.dumps(cleaned.to_json())}")
-        results_dir = results_directory(self.request.output_dir, self.scanner.name)
+        results_root = self._results_root()
+        results_dir = results_directory(results_root, self.scanner.name)
         results_dir.mkdir(parents=True, exist_ok=False)
-        results: list[ScanResult] = []
-        for runtime, targets in groups.values():
-            batch = self._scan_batch(runtime, targets, results_dir)
-            if self.request.remediate:
-                batch = [self._remediate(runtime, target, result)
-                         for target, result in zip(targets, batch, strict=True)]
-            results += batch
+
+        total = sum(len(targets) for _runtime, targets in groups.values())
+        self.on_total(total)
+        cached, batches, keys = self._plan(groups, scanner_ids, cache.cache_dir(results_root))
+        for result in cached:
+            self.on_result(result)
+        results = list(cached)
+        if batches:
+            with RunState.create(self.run_id) as run_state:
+                results += self._run_batches(batches, run_state, results_dir)
+        if self.request.remediate:
+            results = [self._remediate(groups, result) for result in results]
+        for result in results:
+            key = keys.get((result.runtime or "", result.target_id))
+            if key and not result.cached:
+                cache.store(cache.cache_dir(results_root), key, result)
+        order = {(t.runtime, t.id): i for i, t in enumerate(
+            t for _runtime, targets in groups.values() for t in targets)}
+        results.sort(key=lambda r: order.get((r.runtime, r.target_id), len(order)))
         report = self.plugins.merge_results(results, self.scanner, self.scan_type, self.run_id)
         report = dataclasses.replace(report, results_dir=results_dir)
         report_file = results_dir / "report.json"
         report_file.write_text(json.dumps(report.to_json(), indent=2) + "\n", encoding="utf-8")
+        retention.prune(results_root / self.scanner.name,
+                        keep=self.request.keep if self.request.keep is not None else DEFAULT_KEEP,
+                        max_age_days=self.request.max_age_days, current=results_dir)
         return report
 
-    def _scan_batch(self, runtime: Runtime, targets: Sequence[Target],
-                    results_dir: Path) -> list[ScanResult]:
-        with RunState.create(self.run_id) as run_state, contextlib.ExitStack() as stack:
-            binds: list[Bind] = []
+    def _results_root(self) -> Path:
+        return self.request.output_dir or Path(
+            os.environ.get("ATOMICSCAN_RESULTS_DIR", str(DEFAULT_RESULTS_ROOT)))
+
+    def _plan(self, groups: Mapping[str, tuple[Runtime, list[Target]]],
+              scanner_ids: Mapping[str, str], cache_root: Path,
+              ) -> tuple[list[ScanResult], list[tuple[Runtime, list[Target]]],
+                         dict[tuple[str, str], str]]:
+        """Cached results, the batches still to scan, and each cacheable target's key."""
+        host_files = self.scanner.scan_type(self.scan_type).host_files
+        size = max(1, self.request.batch_size or DEFAULT_BATCH_SIZE)
+        cached: list[ScanResult] = []
+        keys: dict[tuple[str, str], str] = {}
+        batches: list[tuple[Runtime, list[Target]]] = []
+        for name, (runtime, targets) in groups.items():
+            todo: list[Target] = []
             for target in targets:
+                key = None if self.request.remediate else cache.cache_key(
+                    target, self.scanner.name, scanner_ids[name], self.scan_type,
+                    self.request.scanner_args, host_files)
+                hit = (cache.load(cache_root, key, target)
+                       if key and self.request.use_cache else None)
+                if hit is not None:
+                    cached.append(hit)
+                    continue
+                if key:
+                    keys[(runtime.name, target.id)] = key
+                todo.append(target)
+            batches += [(runtime, todo[i:i + size]) for i in range(0, len(todo), size)]
+        return cached, batches, keys
+
+    def _run_batches(self, batches: Sequence[tuple[Runtime, list[Target]]],
+                     run_state: RunState, results_dir: Path) -> list[ScanResult]:
+        """Scan batches concurrently; Ctrl-C cancels them all and waits for their cleanup."""
+        jobs = max(1, self.request.jobs or default_jobs())
+        results: list[ScanResult] = []
+        with concurrent.futures.ThreadPoolExecutor(max_workers=jobs,
+                                                   thread_name_prefix="batch") as pool:
+            pending = {
+                pool.submit(self._scan_batch, runtime, targets, results_dir, run_state, index)
+                for index, (runtime, targets) in enumerate(batches, start=1)
+            }
+            try:
+                while pending:
+                    done, pending = concurrent.futures.wait(
+                        pending, timeout=0.25, return_when=concurrent.futures.FIRST_COMPLETED)
+                    for future in done:
+                        for result in future.result():
+                            self.on_result(result)
+                            results.append(result)
+            except BaseException:
+                self.cancel.set()
+                for future in pending:
+                    future.cancel()
+                concurrent.futures.wait(pending)
+                raise
+        return results
+
+    def _scan_batch(self, runtime: Runtime, targets: Sequence[Target], results_dir: Path,
+                    run_state: RunState, index: int) -> list[ScanResult]:
+        """Mount, scan and unmount one batch; a target that fails never fails the others."""
+        batch_dir = run_state.directory / f"batch-{index}"
+        batch_dir.mkdir(mode=0o700)
+        failed: list[ScanResult] = []
+        with contextlib.ExitStack() as stack:
+            binds: list[Bind] = []
+            ready: list[Target] = []
+            for target in targets:
+                if self.cancel.is_set():
+                    raise Cancelled("run cancelled")
                 self.progress(f"mounting {target.type} {target.ref} read-only")
-                if target.type == "rootfs":
-                    source = Path(target.id)
-                else:
-                    source = stack.enter_context(runtime.mount_rootfs(
-                        target, run_state.journal, run_state.directory / "work" / target.key))
-                view = stack.enter_context(
-                    mounts.readonly_bind(source, run_state.directory / "scanin" / target.key))
+                try:
+                    if target.type == "rootfs":
+                        source = Path(target.id)
+                    else:
+                        source = stack.enter_context(runtime.mount_rootfs(
+                            target, run_state.journal, batch_dir / "work" / target.key))
+                    view = stack.enter_context(
+                        mounts.readonly_bind(source, batch_dir / "scanin" / target.key))
+                except AtomicscanError as exc:
+                    # Removed since the listing, or unmountable: this target alone fails.
+                    failed.append(failed_result(target, self.scanner, self.scan_type,
+                                                f"cannot mount {target.ref}: {exc}"))
+                    continue
                 binds.append(Bind(view, f"/scanin/{target.key}"))
-            binds += self._host_files(run_state.directory / "hostfiles")
+                ready.append(target)
+            if not ready:
+                return failed
+            binds += self._host_files(batch_dir / "hostfiles")
             binds += [Bind(Path(source), destination)
                       for source, destination in self.scanner.host_mounts]
-            binds.append(self._scanmeta(runtime, targets, run_state.directory / "meta"))
+            binds.append(self._scanmeta(runtime, ready, batch_dir / "meta"))
             scanout = stack.enter_context(mounts.scratch_tmpfs(
-                run_state.directory / "scanout", DEFAULT_SCANOUT_BYTES, SCANNER_UID, SCANNER_UID))
+                batch_dir / "scanout", DEFAULT_SCANOUT_BYTES, SCANNER_UID, SCANNER_UID))
             binds.append(Bind(scanout, "/scanout", read_only=False))
             container = ScannerContainer(
-                name=f"atomicscan-{self.run_id}-1",
+                name=f"atomicscan-{self.run_id}-{index}",
                 image=self.scanner.image,
                 args=self.scanner.scan_type(self.scan_type).args,
                 binds=tuple(binds),
@@ -310,22 +454,26 @@ class ScanRun:
                     "ATOMICSCAN_SCANNER_ARGS": json.dumps(self.container_args),
                     "ATOMICSCAN_TARGETS": json.dumps([
                         {"key": t.key, "target": t.ref, "id": t.id, "type": t.type}
-                        for t in targets]),
+                        for t in ready]),
                 },
                 labels={RUN_LABEL: self.run_id},
                 capabilities=self.scanner.capabilities,
                 user=f"{SCANNER_UID}:{SCANNER_UID}",
                 timeout=self.request.timeout,
+                cancel=self.cancel,
             )
             started = now()
             self.progress(f"running scanner {self.scanner.name} ({self.scan_type}) on "
-                          f"{len(targets)} target(s)")
+                          f"{len(ready)} target(s)")
             completed = self._run_container(runtime, container)
             finished = now()
             return [self._result(target, completed, scanout, results_dir, started, finished)
-                    for target in targets]
+                    for target in ready] + failed
 
-    def _remediate(self, runtime: Runtime, target: Target, result: ScanResult) -> ScanResult:
+    def _remediate(self, groups: Mapping[str, tuple[Runtime, list[Target]]],
+                   result: ScanResult) -> ScanResult:
+        runtime, targets = groups[result.runtime or ""]
+        target = next(t for t in targets if t.id == result.target_id)
         fix = result.raw_dir / FIX_SCRIPT if result.raw_dir else None
         if not result.successful or fix is None or not fix.is_file():
             return result.replace(notes=(*result.notes, "no remediation: the scanner left no "
@@ -363,6 +511,9 @@ class ScanRun:
             if value is not None and not Path(value).is_file():
                 raise UsageError(f"--scanner-args {name}={value}: no such file")
 
+    def _inside(self, name: str) -> str:
+        return f"/scanhost/{name}/{Path(self.request.scanner_args[name]).name}"
+
     def _host_files(self, directory: Path) -> list[Bind]:
         """Copies of the host files the scan needs, readable by the scanner's user, read-only.
 
@@ -379,9 +530,7 @@ class ScanRun:
             copy.parent.mkdir(parents=True, mode=0o755)
             shutil.copyfile(source, copy)
             copy.chmod(0o444)
-            inside = f"/scanhost/{name}/{source.name}"
-            binds.append(Bind(copy, inside))
-            self.container_args[name] = inside
+            binds.append(Bind(copy, self._inside(name)))
         return binds
 
     def _run_container(self, runtime: Runtime, container: ScannerContainer) -> Completed:

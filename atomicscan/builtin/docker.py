@@ -155,6 +155,19 @@ class DockerRuntime(Runtime):
                           key=image.id, names=tuple(images[image.id]))
         raise not_found(ref, self.name)
 
+    def list_targets(self, *, images: bool, containers: bool,
+                     dangling: bool = False) -> list[Target]:
+        found: list[Target] = []
+        if containers:
+            found += [Target(ref=(c.names or (c.id[:12],))[0], id=c.id, type="container",
+                             runtime=self.name, key=c.id, names=c.names, running=c.running)
+                      for c in self._containers()]
+        if images:
+            found += [Target(ref=(names or [image_id[:12]])[0], id=image_id, type="image",
+                             runtime=self.name, key=image_id, names=tuple(names))
+                      for image_id, names in self._images().items() if names or dangling]
+        return found
+
     # -- mounts ----------------------------------------------------------------------
 
     def _inspect(self, target: Target) -> dict[str, Any]:
@@ -212,7 +225,7 @@ class DockerRuntime(Runtime):
             "--log-driver", "none",
             *isolation_flags(container), *scratch, container.image, *container.args,
         ]
-        return proc.run_bounded(argv, timeout=container.timeout)
+        return proc.run_bounded(argv, timeout=container.timeout, cancel=container.cancel)
 
     def remove_container(self, name: str) -> None:
         self._docker("rm", "--force", name, check=False)

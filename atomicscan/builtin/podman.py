@@ -113,6 +113,19 @@ class PodmanRuntime(Runtime):
                           key=image.id, names=image.names)
         raise not_found(ref, self.name)
 
+    def list_targets(self, *, images: bool, containers: bool,
+                     dangling: bool = False) -> list[Target]:
+        found: list[Target] = []
+        if containers:
+            found += [Target(ref=(c.names or (c.id[:12],))[0], id=c.id, type="container",
+                             runtime=self.name, key=c.id, names=c.names, running=c.running)
+                      for c in self._containers()]
+        if images:
+            found += [Target(ref=(i.names or (i.id[:12],))[0], id=i.id, type="image",
+                             runtime=self.name, key=i.id, names=i.names)
+                      for i in self._images() if i.names or dangling]
+        return found
+
     # -- mounts ----------------------------------------------------------------------
 
     @contextlib.contextmanager
@@ -155,7 +168,8 @@ class PodmanRuntime(Runtime):
             self.binary, "run", "--rm", "--pull", "never", "--name", container.name,
             *isolation_flags(container), container.image, *container.args,
         ]
-        return proc.run_bounded(argv, env=self.env, timeout=container.timeout)
+        return proc.run_bounded(argv, env=self.env, timeout=container.timeout,
+                                cancel=container.cancel)
 
     def remove_container(self, name: str) -> None:
         self._podman("rm", "--force", "--ignore", "--time", "0", name, check=False)
