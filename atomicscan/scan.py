@@ -327,16 +327,19 @@ class ScanRun:
         cached, batches, keys = self._plan(groups, scanner_ids, cache.cache_dir(results_root))
         for result in cached:
             self.on_result(result)
-        results = list(cached)
+        fresh: list[ScanResult] = []
         if batches:
             with RunState.create(self.run_id) as run_state:
-                results += self._run_batches(batches, run_state, results_dir)
+                fresh = self._run_batches(batches, run_state, results_dir)
+        # The cache keeps what the scanner said; plugins shape every result, cached or not,
+        # so a plugin installed later applies to old results too.
+        for result in fresh:
+            key = keys.get((result.runtime or "", result.target_id))
+            if key:
+                cache.store(cache.cache_dir(results_root), key, result)
+        results = [self.plugins.process_result(r, self.scanner) for r in [*cached, *fresh]]
         if self.request.remediate:
             results = [self._remediate(groups, result) for result in results]
-        for result in results:
-            key = keys.get((result.runtime or "", result.target_id))
-            if key and not result.cached:
-                cache.store(cache.cache_dir(results_root), key, result)
         order = {(t.runtime, t.id): i for i, t in enumerate(
             t for _runtime, targets in groups.values() for t in targets)}
         results.sort(key=lambda r: order.get((r.runtime, r.target_id), len(order)))
@@ -560,8 +563,7 @@ class ScanRun:
                 error = message if error is None or "wrote no" in error else error
             else:
                 notes.append(message)
-        result = result_from_output(
+        return result_from_output(
             target, self.scanner, self.scan_type, started, finished,
             None if completed.timed_out else output.document, error, notes,
             raw_dir if raw_dir.exists() else None)
-        return self.plugins.process_result(result, self.scanner)
