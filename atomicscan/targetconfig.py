@@ -51,8 +51,9 @@ def normalize(inspect: Mapping[str, Any], names: Sequence[str]) -> dict[str, Any
         "exposed_ports": _keys(config.get("ExposedPorts"), host.get("PortBindings"),
                                network.get("Ports")),
         "labels": {str(k): str(v) for k, v in labels.items()},
+        # Docker keeps it in Config; podman's image inspect at the top, under either case.
         "healthcheck": _healthcheck(config.get("Healthcheck"), inspect.get("HealthCheck"),
-                                    config.get("HealthCheck")),
+                                    inspect.get("Healthcheck"), config.get("HealthCheck")),
         "volumes": _keys(config.get("Volumes")),
         "working_dir": str(config.get("WorkingDir") or ""),
         "names": list(names),
