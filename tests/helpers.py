@@ -22,8 +22,11 @@ ALPINE = "localhost/atomicscan-test/alpine-like:latest"
 PURGED = "localhost/atomicscan-test/debian-purged:latest"
 PACKAGES_SCANNER = "localhost/atomicscan/packages:latest"
 OPENSCAP_SCANNER = "localhost/atomicscan/openscap:latest"
+CONFIGLINT_SCANNER = "localhost/atomicscan/configlint:latest"
+LINT_BAD = "localhost/atomicscan-test/configlint-bad:latest"
+LINT_CLEAN = "localhost/atomicscan-test/configlint-clean:1.0"
 TESTBED_IMAGES = (DEBIAN, RPM_SQLITE, RPM_BDB, ALPINE, PURGED, PACKAGES_SCANNER,
-                  OPENSCAP_SCANNER)
+                  OPENSCAP_SCANNER, CONFIGLINT_SCANNER, LINT_BAD, LINT_CLEAN)
 
 
 def podman_env() -> dict[str, str]:
@@ -137,7 +140,7 @@ class Atomicscan:
 
     def argv(self, *args: str) -> list[str]:
         # Scans name the runtime under test; commands that span runtimes don't.
-        spans = bool(args) and (args[0] in {"cleanup", "doctor"} or "--list" in args
+        spans = bool(args) and (args[0] in {"cleanup", "doctor", "plugins"} or "--list" in args
                                 or "--runtime" in args)
         chosen = [] if spans else ["--runtime", self.runtime]
         return [sys.executable, "-m", "atomicscan", *chosen, *args]
