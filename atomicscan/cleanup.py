@@ -53,8 +53,12 @@ def clean_stale(runtimes: RuntimeRegistry, root: Path | None = None, *,
         return report
     usable = _usable(runtimes)
     live = state.live_run_ids(root)
+    ours = state.root_tag(root)
     for runtime in usable.values():
-        for name, run_id in runtime.labelled_containers(RUN_LABEL):
+        for name, value in runtime.labelled_containers(RUN_LABEL):
+            run_id, _, tag = value.partition("@")
+            if tag and tag != ours:
+                continue  # a run under another state root: not ours to judge
             if run_id not in live:
                 log.info("removing %s container %s of dead run %s", runtime.name, name, run_id)
                 runtime.remove_container(name)

@@ -32,7 +32,7 @@ from atomicscan.results import Finding, Report, ScanResult, common_severity
 from atomicscan.runtime import RUN_LABEL, Bind, Runtime, ScannerContainer, Target, first_line
 from atomicscan.scanners import Scanner, ScannerRegistry
 from atomicscan.scanout import OutputLimits, read_target_output
-from atomicscan.state import RunState, new_run_id
+from atomicscan.state import RunState, new_run_id, run_label_value
 from atomicscan.targets import not_found, rootfs_key
 
 log = logging.getLogger(__name__)
@@ -459,7 +459,7 @@ class ScanRun:
                         {"key": t.key, "target": t.ref, "id": t.id, "type": t.type}
                         for t in ready]),
                 },
-                labels={RUN_LABEL: self.run_id},
+                labels={RUN_LABEL: run_label_value(self.run_id)},
                 capabilities=self.scanner.capabilities,
                 user=f"{SCANNER_UID}:{SCANNER_UID}",
                 timeout=self.request.timeout,

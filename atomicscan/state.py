@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import fcntl
+import hashlib
 import json
 import logging
 import os
@@ -32,6 +33,15 @@ _STARTUP_GRACE_SECONDS = 60.0
 
 def state_root() -> Path:
     return Path(os.environ.get("ATOMICSCAN_STATE_DIR", str(DEFAULT_STATE_ROOT)))
+
+
+def root_tag(root: Path | None = None) -> str:
+    """Which state root a run belongs to, for labels: runs under another root aren't ours."""
+    return hashlib.sha256(str(root or state_root()).encode()).hexdigest()[:8]
+
+
+def run_label_value(run_id: str) -> str:
+    return f"{run_id}@{root_tag()}"
 
 
 def new_run_id() -> str:

@@ -94,6 +94,15 @@ def match_image(ref: str, images: Sequence[Candidate]) -> Candidate | None:
     return _match_in_steps(ref, "image", images, steps)
 
 
+def fully_qualified(ref: str) -> bool:
+    """``registry/name:tag`` (or ``@digest``): a name that can match one image only."""
+    first, slash, rest = ref.partition("/")
+    if not slash or not ("." in first or ":" in first or first == "localhost"):
+        return False
+    last = rest.rsplit("/", 1)[-1]
+    return ":" in last or "@" in last
+
+
 def not_found(ref: str, runtime: str) -> TargetNotFoundError:
     return TargetNotFoundError(
         ref,

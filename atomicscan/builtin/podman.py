@@ -20,7 +20,13 @@ from atomicscan.runtime import (
     Target,
     first_line,
 )
-from atomicscan.targets import Candidate, match_container, match_image, not_found
+from atomicscan.targets import (
+    Candidate,
+    fully_qualified,
+    match_container,
+    match_image,
+    not_found,
+)
 
 #: Written by the setup script only on hosts where podman's defaults cannot run containers.
 HOST_CONTAINERS_CONF = Path("/etc/atomicscan/containers.conf")
@@ -102,12 +108,23 @@ class PodmanRuntime(Runtime):
             for row in rows
         ]
 
+    def _image_by_full_name(self, ref: str) -> Candidate | None:
+        """One inspect instead of listing every image: much cheaper on a busy host."""
+        result = self._podman("image", "inspect", "--format", "{{.Id}} {{json .RepoTags}}",
+                              ref, check=False)
+        if not result.ok:
+            return None
+        image_id, _, tags = result.stdout.strip().partition(" ")
+        names = tuple(json.loads(tags or "null") or ())
+        return Candidate(id=image_id, names=names) if ref in names else None
+
     def resolve(self, ref: str) -> Target:
         container = match_container(ref, self._containers())
         if container is not None:
             return Target(ref=ref, id=container.id, type="container", runtime=self.name,
                           key=container.id, names=container.names, running=container.running)
-        image = match_image(ref, self._images())
+        image = self._image_by_full_name(ref) if fully_qualified(ref) else None
+        image = image or match_image(ref, self._images())
         if image is not None:
             return Target(ref=ref, id=image.id, type="image", runtime=self.name,
                           key=image.id, names=image.names)

