@@ -131,14 +131,19 @@ def _stop(child: subprocess.Popen[Any], *, wrapped: bool = False) -> None:
     """Ask a child to finish (atomicscan cleans up on SIGTERM), kill it if it won't.
 
     Children run in sessions of their own, so a Ctrl-C at the terminal reaches only this
-    script, which passes it on here. GNU time does not forward signals: for a wrapped
-    command the signal goes to the command itself, and time exits when it has.
+    script, which passes it on here: to the child's whole process group (syft's pip wrapper
+    runs the real binary as its child). GNU time does not forward signals: for a wrapped
+    atomicscan the signal goes to atomicscan alone, which stops its own children, and time
+    exits when it has.
     """
     if child.poll() is not None:
         return
-    for pid in (child_pids(child.pid) if wrapped else []) or [child.pid]:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
+    inner = child_pids(child.pid) if wrapped else []
+    with contextlib.suppress(ProcessLookupError):
+        if inner:
+            os.kill(inner[0], signal.SIGTERM)
+        else:
+            os.killpg(child.pid, signal.SIGTERM)
     try:
         child.wait(CHILD_GRACE_SECONDS)
     except subprocess.TimeoutExpired:
@@ -391,8 +396,10 @@ def labelled_scanner_containers() -> list[tuple[str, str]]:
         rows = json.loads(done.stdout or "[]")
     except ValueError:
         return []
+    # The label's value is the run ID, followed by "@" and a tag of the run's state root.
     return [((row.get("Names") or [row.get("Id", "?")])[0],
-             (row.get("Labels") or {}).get(RUN_LABEL, "")) for row in rows]
+             str((row.get("Labels") or {}).get(RUN_LABEL, "")).partition("@")[0])
+            for row in rows]
 
 
 def mounted_image_ids() -> set[str]:
@@ -819,7 +826,8 @@ def bench_main(bench: Bench, jobs: int, batch: int, repeat: int) -> MainResult:
         for name in rotated(MAIN, index):
             outcomes[name].seconds.add(steps[name](outcomes[name]))
         log(f"repetition {index + 1}/{repeat}: "
-            + ", ".join(f"{n} {secs(outcomes[n].seconds.values[-1])} s" for n in MAIN))
+            + ", ".join(f"{n} {secs(outcomes[n].seconds.values[-1])} s" for n in MAIN)
+            + f"; load {os.getloadavg()[0]:.2f}; others: {other_processes()}")
     return MainResult(outcomes, fill)
 
 
@@ -918,27 +926,36 @@ def first_line(argv: Sequence[str | Path], env: Mapping[str, str] | None = None)
 
 
 def other_processes() -> str:
-    """Processes that compete for the machine, by command name (this run starts none yet)."""
-    names = ("podman", "conmon", "atomicscan", "syft", "dockerd", "pytest")
-    counts = dict.fromkeys(names, 0)
+    """Processes that compete for the machine, by command name; this script's own children
+    are not running when it is called."""
+    names = ("podman", "conmon", "atomicscan", "syft", "dockerd", "pytest", "oscap")
+    counts: dict[str, int] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         with contextlib.suppress(OSError):
             comm = (entry / "comm").read_text(encoding="utf-8").strip()
             cmdline = (entry / "cmdline").read_bytes().split(b"\0")
-            argv1 = Path(cmdline[1].decode(errors="replace")).name if len(cmdline) > 1 else ""
-            for name in names:
-                if name in (comm, argv1):
-                    counts[name] += 1
-                    break
-    shown = [f"{count} {name}" for name, count in counts.items() if count]
-    return ", ".join(shown) or "none"
+            script = Path(cmdline[1].decode(errors="replace")).name if len(cmdline) > 1 else ""
+            name = next((n for n in names if n in (comm, script)), None)
+            if name is None and script.startswith("bench_") and script.endswith(".py"):
+                name = script  # another benchmark of this repository
+            if name is not None:
+                counts[name] = counts.get(name, 0) + 1
+    return ", ".join(f"{count} {name}" for name, count in sorted(counts.items())) or "none"
 
 
 def image_count() -> str:
-    done = run(["podman", "images", "--all", "--quiet"], capture=True, check=False)
-    return str(len(done.stdout.split()))
+    done = run(["podman", "images", "--all", "--quiet", "--no-trunc"], capture=True,
+               check=False)
+    return str(len(set(done.stdout.split())))
+
+
+def source_revision() -> str:
+    head = first_line(["git", "-C", REPO, "rev-parse", "--short", "HEAD"])
+    dirty = run(["git", "-C", REPO, "status", "--porcelain", "--untracked-files=no", "--",
+                 "atomicscan", "scanners"], capture=True, check=False).stdout.strip()
+    return f"{head}{' with uncommitted changes to atomicscan/ or scanners/' if dirty else ''}"
 
 
 def machine_facts(tools: Tools, workdir: Path) -> dict[str, str]:
@@ -974,7 +991,7 @@ def machine_facts(tools: Tools, workdir: Path) -> dict[str, str]:
         "CONTAINERS_CONF": tools.env.get("CONTAINERS_CONF", "(unset)"),
         "syft": syft_version,
         "atomicscan": f"{first_line([tools.atomicscan, '--version'])} "
-                      f"(Python {platform.python_version()})",
+                      f"(Python {platform.python_version()}), commit {source_revision()}",
         "host python3 for W": first_line([tools.python, "--version"]) + f" ({tools.python})",
         "atomicscan defaults here": f"-j {default_jobs()} (max(2, min(8, cpu_count))), "
                                     f"--batch-size {DEFAULT_BATCH_SIZE}",
@@ -1207,6 +1224,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("bench_host: run as root (it mounts image root filesystems)", file=sys.stderr)
         return 2
     signal.signal(signal.SIGTERM, _on_sigterm)
+    # Also when started in the background by a shell that ignores SIGINT for its jobs.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     workdir = Path(tempfile.mkdtemp(prefix="atomicscan-bench-host-"))
     janitor = Janitor(workdir)
     leftovers: list[str] = []
@@ -1229,6 +1248,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         resolution = bench_resolution(images.tags, images.ids, args.repeat)
         fixed = bench_fixed(janitor, images.tags[0], max(args.repeat, 5))
         facts["images in podman storage during the run"] = image_count()
+        facts["other processes at end"] = other_processes()
         facts["load average at end"] = " ".join(f"{v:.2f}" for v in os.getloadavg())
         facts["benchmark wall time"] = f"{elapsed() / 60:.1f} min"
     except BenchError as exc:
