@@ -78,6 +78,7 @@ class DockerRuntime(Runtime):
     def __init__(self, binary: str = "docker") -> None:
         self.binary = binary
         self._checked = False
+        self._listed_containers: list[Candidate] | None = None
 
     def _docker(self, *args: str, check: bool = True, timeout: float = 300.0
                 ) -> proc.Completed:
@@ -142,7 +143,11 @@ class DockerRuntime(Runtime):
         return {image_id: sorted(names) for image_id, names in images.items()}
 
     def resolve(self, ref: str) -> Target:
-        container = match_container(ref, self._containers())
+        # One listing serves every reference of a run: a run resolves all of them at
+        # start, before anything is mounted.
+        if self._listed_containers is None:
+            self._listed_containers = self._containers()
+        container = match_container(ref, self._listed_containers)
         if container is not None:
             return Target(ref=ref, id=container.id, type="container", runtime=self.name,
                           key=container.id, names=container.names, running=container.running)

@@ -71,6 +71,7 @@ class PodmanRuntime(Runtime):
         self.binary = binary
         self.env = podman_environment()
         self._checked: str | None = None
+        self._listed_containers: list[Candidate] | None = None
 
     def _podman(self, *args: str, check: bool = True, timeout: float = 300.0
                 ) -> proc.Completed:
@@ -119,7 +120,11 @@ class PodmanRuntime(Runtime):
         return Candidate(id=image_id, names=names) if ref in names else None
 
     def resolve(self, ref: str) -> Target:
-        container = match_container(ref, self._containers())
+        # One listing serves every reference of a run: a run resolves all of them at
+        # start, before anything is mounted.
+        if self._listed_containers is None:
+            self._listed_containers = self._containers()
+        container = match_container(ref, self._listed_containers)
         if container is not None:
             return Target(ref=ref, id=container.id, type="container", runtime=self.name,
                           key=container.id, names=container.names, running=container.running)
