@@ -54,13 +54,24 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 # Not resolved: a venv's python is a symlink, and its scripts sit beside the link.
 VENV_BIN = Path(sys.executable).parent
 sys.path.insert(0, str(REPO))
+
+from benchlib import (  # noqa: E402 - after the sys.path set-up, like atomicscan
+    BenchError,
+    Done,
+    Terminated,
+    _on_sigterm,
+    mount_points_under,
+    render_table,
+    rotated,
+    secs,
+    stopwatch,
+)
 
 from atomicscan.builtin.podman import PodmanRuntime  # noqa: E402
 from atomicscan.runtime import RUN_LABEL  # noqa: E402
@@ -94,28 +105,11 @@ Package = tuple[str, str, str]
 PackageSet = frozenset[Package]
 
 
-class BenchError(Exception):
-    """A step of the benchmark failed; the message says which command and why."""
-
-
-class Terminated(BaseException):
-    """SIGTERM arrived: unwind so that every ``finally`` runs."""
-
-
 def log(message: str) -> None:
     print(f"bench: {message}", file=sys.stderr, flush=True)
 
 
 # --------------------------------------------------------------------------- processes
-
-
-@dataclass
-class Done:
-    argv: list[str]
-    returncode: int
-    stdout: str
-    stderr: str
-    seconds: float
 
 
 def child_pids(pid: int) -> list[int]:
@@ -243,23 +237,7 @@ def run_measured(argv: Sequence[str | Path], *, env: Mapping[str, str], scratch:
     return Measured(done, launched, tree_kb, peak.peak_kb)
 
 
-def stopwatch() -> Callable[[], float]:
-    started = time.perf_counter()
-    return lambda: time.perf_counter() - started
-
-
 # --------------------------------------------------------------------------- clean-up
-
-
-def mount_points_under(root: Path) -> list[Path]:
-    """Mount points at or below ``root``, deepest first."""
-    prefix = str(root).rstrip("/")
-    found = []
-    for line in Path("/proc/self/mountinfo").read_text(encoding="utf-8").splitlines():
-        point = line.split()[4].replace("\\040", " ").replace("\\134", "\\")
-        if point == prefix or point.startswith(prefix + "/"):
-            found.append(Path(point))
-    return sorted(found, key=lambda p: len(p.parts), reverse=True)
 
 
 def force_unmount(point: Path) -> None:
@@ -432,15 +410,6 @@ class Samples:
     @property
     def high(self) -> float:
         return max(self.values)
-
-
-def rotated(items: Sequence[Any], by: int) -> list[Any]:
-    shift = by % len(items)
-    return [*items[shift:], *items[:shift]]
-
-
-def secs(value: float) -> str:
-    return f"{value:.3f}"
 
 
 def msecs(value: float) -> str:
@@ -1006,19 +975,6 @@ def machine_facts(tools: Tools, workdir: Path) -> dict[str, str]:
 # --------------------------------------------------------------------------- output
 
 
-def render_table(headers: Sequence[str], rows: Sequence[Sequence[str]], markdown: bool) -> str:
-    if markdown:
-        lines = ["| " + " | ".join(headers) + " |",
-                 "|" + "|".join("---" for _ in headers) + "|"]
-        lines += ["| " + " | ".join(row) + " |" for row in rows]
-        return "\n".join(lines)
-    widths = [max(len(str(c)) for c in column) for column in zip(headers, *rows, strict=True)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)),
-             "  ".join("-" * w for w in widths)]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
-    return "\n".join(lines)
-
-
 def stat_row(name: str, samples: Samples, scale: Callable[[float], str] = secs) -> list[str]:
     if not samples.values:
         return [name, "n/a", "n/a", "n/a"]
@@ -1184,11 +1140,6 @@ def report(facts: Mapping[str, str], images: BenchImages, args: argparse.Namespa
 
 
 # --------------------------------------------------------------------------- main
-
-
-def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    raise Terminated
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

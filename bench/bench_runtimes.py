@@ -40,7 +40,6 @@ import os
 import platform
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -48,8 +47,21 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType, ModuleType
+from types import ModuleType
 from typing import Any
+
+from benchlib import (
+    Done,
+    Samples,
+    Terminated,
+    _on_sigterm,
+    mount_points_under,
+    render_table,
+    rotated,
+    secs,
+    stat_row,
+    stopwatch,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 # Not resolved: a venv's python is a symlink, and its scripts sit beside the link.
@@ -85,24 +97,11 @@ class BenchError(Exception):
     """A step of the benchmark failed; the message says which and why."""
 
 
-class Terminated(BaseException):
-    """SIGTERM arrived: unwind so that every ``finally`` runs."""
-
-
 def log(message: str) -> None:
     print(f"bench: {message}", file=sys.stderr, flush=True)
 
 
 # --------------------------------------------------------------------------- processes
-
-
-@dataclass
-class Done:
-    argv: list[str]
-    returncode: int
-    stdout: str
-    stderr: str
-    seconds: float
 
 
 def _stop(child: subprocess.Popen[Any]) -> None:
@@ -167,11 +166,6 @@ def export_into(binary: str, container: str, directory: Path) -> None:
                          f"{untar_err.decode(errors='replace').strip()}")
 
 
-def stopwatch() -> Callable[[], float]:
-    started = time.perf_counter()
-    return lambda: time.perf_counter() - started
-
-
 def first_line(argv: Sequence[str | Path]) -> str:
     try:
         done = run(argv, capture=True, check=False)
@@ -182,17 +176,6 @@ def first_line(argv: Sequence[str | Path]) -> str:
 
 
 # --------------------------------------------------------------------------- clean-up
-
-
-def mount_points_under(root: Path) -> list[Path]:
-    """Mount points at or below ``root``, deepest first."""
-    prefix = str(root).rstrip("/")
-    found = []
-    for line in Path("/proc/self/mountinfo").read_text(encoding="utf-8").splitlines():
-        point = line.split()[4].replace("\\040", " ").replace("\\134", "\\")
-        if point == prefix or point.startswith(prefix + "/"):
-            found.append(Path(point))
-    return sorted(found, key=lambda p: len(p.parts), reverse=True)
 
 
 class Janitor:
@@ -269,35 +252,6 @@ class Janitor:
 
 
 # --------------------------------------------------------------------------- statistics
-
-
-@dataclass
-class Samples:
-    values: list[float] = field(default_factory=list)
-
-    def add(self, seconds: float) -> None:
-        self.values.append(seconds)
-
-    @property
-    def median(self) -> float:
-        return statistics.median(self.values)
-
-    @property
-    def low(self) -> float:
-        return min(self.values)
-
-    @property
-    def high(self) -> float:
-        return max(self.values)
-
-
-def rotated(items: Sequence[Any], by: int) -> list[Any]:
-    shift = by % len(items)
-    return [*items[shift:], *items[:shift]]
-
-
-def secs(value: float) -> str:
-    return f"{value:.3f}"
 
 
 def ratio(numerator: Samples, denominator: Samples) -> str:
@@ -680,24 +634,6 @@ def machine_facts(atomicscan: Path, workdir: Path) -> dict[str, str]:
 # --------------------------------------------------------------------------- output
 
 
-def render_table(headers: Sequence[str], rows: Sequence[Sequence[str]], markdown: bool) -> str:
-    if markdown:
-        lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
-        lines += ["| " + " | ".join(row) + " |" for row in rows]
-        return "\n".join(lines)
-    widths = [max(len(str(c)) for c in column) for column in zip(headers, *rows, strict=True)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)),
-             "  ".join("-" * w for w in widths)]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
-    return "\n".join(lines)
-
-
-def stat_row(name: str, samples: Samples) -> list[str]:
-    if not samples.values:
-        return [name, "n/a", "n/a", "n/a"]
-    return [name, secs(samples.median), secs(samples.low), secs(samples.high)]
-
-
 def report_rootfs(rootfs: RootfsResult, heading: str, markdown: bool) -> list[str]:
     out = [f"\n{heading}(a) Presenting the rootfs to a scanner: MOUNT versus EXPORT"]
     rows = []
@@ -853,11 +789,6 @@ def bench_dockerd(dockerd: ModuleType, podman_env: dict[str, str], keep_data: bo
 
 
 # --------------------------------------------------------------------------- main
-
-
-def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    raise Terminated
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
