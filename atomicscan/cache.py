@@ -13,7 +13,8 @@ from typing import Any
 from atomicscan.results import ScanResult
 from atomicscan.runtime import Target
 
-VERSION = 1
+# 2: entries hold what the scanner said, before plugins shaped it.
+VERSION = 2
 
 
 def cache_dir(results_root: Path) -> Path:
