@@ -80,7 +80,7 @@ def _setup_logging(verbose: bool, debug: bool) -> None:
 @click.option("--all", "everything", is_flag=True, help="Both --images and --containers.")
 @click.option("--include-dangling", is_flag=True, help="With --images: dangling images too.")
 @click.option("-j", "--jobs", type=click.IntRange(min=1), metavar="N",
-              help="Batches scanned at once [default: the number of cores, 2 to 8].")
+              help="Batches scanned at once [default: twice the cores, 2 to 8].")
 @click.option("--batch-size", type=click.IntRange(min=1), metavar="N",
               help="Targets per scanner container [default: 8].")
 @click.option("--no-cache", is_flag=True,

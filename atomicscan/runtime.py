@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from atomicscan.errors import RuntimeUnavailableError, UsageError
+from atomicscan.errors import RuntimeUnavailableError, TargetNotFoundError, UsageError
 from atomicscan.proc import Completed
 
 #: Label on every scanner container atomicscan starts; its value is the run ID.
@@ -71,7 +71,27 @@ class Runtime(abc.ABC):
 
     @abc.abstractmethod
     def resolve(self, ref: str) -> Target:
-        """Find a container (first) or an image (second) named ``ref``; never pull."""
+        """Find a container (first) or an image (second) named ``ref``; never pull.
+
+        Raises :class:`~atomicscan.errors.TargetNotFoundError` when this runtime holds
+        neither, and :class:`~atomicscan.errors.AmbiguousTargetError` when ``ref`` names
+        several.
+        """
+
+    def resolve_all(self, refs: Sequence[str]) -> dict[str, Target]:
+        """Every reference of ``refs`` this runtime holds, resolved as :meth:`resolve` does.
+
+        References it does not hold are left out of the result; an ambiguous one raises.
+        A run calls this once for all its references, so a runtime can answer with a few
+        listings instead of a few commands per reference (the default asks one by one).
+        """
+        found: dict[str, Target] = {}
+        for ref in refs:
+            try:
+                found[ref] = self.resolve(ref)
+            except TargetNotFoundError:
+                continue
+        return found
 
     @abc.abstractmethod
     def mount_rootfs(self, target: Target, journal: Callable[[dict[str, Any]], None],
@@ -112,6 +132,14 @@ class Runtime(abc.ABC):
     def target_config(self, target: Target) -> dict[str, Any] | None:
         """The target's configuration in the shape of :mod:`atomicscan.targetconfig`."""
         return None
+
+    def target_configs(self, targets: Sequence[Target]) -> dict[str, dict[str, Any] | None]:
+        """:meth:`target_config` of each target, by target key, for one batch at a time.
+
+        A runtime can answer with one inspect for the whole batch; the default asks one by
+        one. A target that vanished since it was resolved gets ``None``.
+        """
+        return {target.key: self.target_config(target) for target in targets}
 
     def image_user(self, image: str) -> str:
         """The USER an image runs as (empty for root)."""

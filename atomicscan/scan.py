@@ -53,9 +53,10 @@ ResultSink = Callable[[ScanResult], None]
 
 
 def default_jobs() -> int:
-    """Concurrent batches: mounting and container start-up wait on I/O, so a little above
-    the core count, capped so a big host doesn't start dozens of containers at once."""
-    return max(2, min(8, (os.cpu_count() or 2)))
+    """Concurrent batches: twice the cores, capped so a big host doesn't start dozens of
+    containers at once. A batch mostly waits on podman, storage locks and mounts, so one
+    job per core leaves the cores idle (measured in docs/benchmarks.md)."""
+    return max(2, min(8, 2 * (os.cpu_count() or 1)))
 
 
 def failed_result(target: Target, scanner: Scanner, scan_type: str, error: str) -> ScanResult:
@@ -245,13 +246,9 @@ class ScanRun:
         self.unusable = reasons
         return usable
 
-    def _resolve_one(self, ref: str, runtimes: Sequence[Runtime]) -> Target:
-        found: list[Target] = []
-        for runtime in runtimes:
-            try:
-                found.append(runtime.resolve(ref))
-            except TargetNotFoundError:
-                continue
+    def _resolve_one(self, ref: str, runtimes: Sequence[Runtime],
+                     resolved: Mapping[str, Mapping[str, Target]]) -> Target:
+        found = [resolved[r.name][ref] for r in runtimes if ref in resolved[r.name]]
         if len(found) > 1 and self.request.runtime != "all":
             held = " and ".join(t.runtime or "?" for t in found)
             raise UsageError(f"target {ref!r} exists in both {held}; "
@@ -271,8 +268,11 @@ class ScanRun:
         """Targets grouped by the runtime that holds them (and runs their scanner)."""
         runtimes = self._runtimes()
         groups: dict[str, tuple[Runtime, list[Target]]] = {}
+        # All references at once: a runtime answers them with a few listings in total.
+        refs = list(dict.fromkeys(self.request.targets))
+        resolved = {r.name: r.resolve_all(refs) if refs else {} for r in runtimes}
         for ref in self.request.targets:
-            target = self._resolve_one(ref, runtimes)
+            target = self._resolve_one(ref, runtimes, resolved)
             runtime = next(r for r in runtimes if r.name == target.runtime)
             groups.setdefault(runtime.name, (runtime, []))[1].append(target)
         if self.request.images or self.request.containers:
@@ -491,10 +491,10 @@ class ScanRun:
     def _scanmeta(self, runtime: Runtime, targets: Sequence[Target], directory: Path) -> Bind:
         """/scanmeta/targets.json: each target's identity and configuration, read-only."""
         directory.mkdir(mode=0o755)
+        configs = runtime.target_configs([t for t in targets if t.type != "rootfs"])
         entries = [
             {"key": t.key, "target": t.ref, "id": t.id, "type": t.type, "runtime": t.runtime,
-             "names": list(t.names),
-             "config": runtime.target_config(t) if t.type != "rootfs" else None}
+             "names": list(t.names), "config": configs.get(t.key)}
             for t in targets
         ]
         meta = directory / "targets.json"

@@ -79,6 +79,7 @@ from atomicscan.scan import DEFAULT_BATCH_SIZE, default_jobs  # noqa: E402
 
 BASE_IMAGE = "localhost/atomicscan-test/debian:bookworm"
 SCANNER_IMAGE = "localhost/atomicscan/packages:latest"
+OPENSCAP_IMAGE = "localhost/atomicscan/openscap:latest"
 BENCH_REPO = "localhost/atomicscan-bench/img"
 BENCH_LABEL = "io.atomicscan.bench"
 INVENTORY = REPO / "scanners" / "packages" / "inventory.py"
@@ -94,6 +95,10 @@ CACHED_TARGET = 1.0
 
 GRID_BATCH_SIZES = (1, 4, 8, 16, 25)
 GRID_JOBS = (1, 2, 4)
+#: -j with a CPU-bound scanner: OpenSCAP over this many images, in batches of HEAVY_BATCH.
+HEAVY_COUNT = 8
+HEAVY_BATCH = 2
+HEAVY_JOBS = (2, 4)
 #: B and C warm up on this many images only: a full loop of syft takes minutes.
 WARMUP_SUBSET = 5
 #: How long a child gets to clean up after SIGTERM before it is killed.
@@ -819,14 +824,18 @@ def bench_grid(bench: Bench, repeat: int) -> list[GridCell]:
 
 def bench_resolution(tags: Sequence[str], ids: Sequence[str], repeat: int
                      ) -> dict[str, Samples]:
-    """Inside A, before anything is mounted: each reference resolved on its own, as explicit
-    TARGETs are; against the one listing that --images / --all make instead."""
+    """Inside A, before anything is mounted: the references resolved together, as a run
+    does; one by one, as runs did before; and the one listing --images / --all make."""
     runtime = PodmanRuntime()
     runtime.check()
 
+    def together() -> None:
+        found = runtime.resolve_all(tags)
+        if [found[tag].id for tag in tags] != list(ids):
+            raise BenchError("Runtime.resolve_all did not find the bench images")
+
     def each() -> None:
-        found = [runtime.resolve(tag).id for tag in tags]
-        if found != list(ids):
+        if [runtime.resolve(tag).id for tag in tags] != list(ids):
             raise BenchError("Runtime.resolve did not find the bench images")
 
     def listing() -> None:
@@ -835,7 +844,9 @@ def bench_resolution(tags: Sequence[str], ids: Sequence[str], repeat: int
             raise BenchError("Runtime.list_targets did not list every bench image")
 
     probes: dict[str, Callable[[], None]] = {
-        f"resolve each of the {len(tags)} references (explicit TARGETs)": each,
+        f"resolve the {len(tags)} references together (what a run does)": together,
+        f"resolve each of the {len(tags)} references on its own (runs before 2026-11-27)":
+            each,
         "list images and containers once (--images / --all)": listing,
     }
     samples = {name: Samples() for name in probes}
@@ -848,6 +859,43 @@ def bench_resolution(tags: Sequence[str], ids: Sequence[str], repeat: int
             samples[name].add(elapsed())
     log("resolution probe done")
     return samples
+
+
+@dataclass
+class HeavyCell:
+    jobs: int
+    seconds: Samples = field(default_factory=Samples)
+
+
+def bench_heavy_jobs(bench: Bench, repeat: int) -> list[HeavyCell]:
+    """-j with a CPU-bound scanner: OpenSCAP's standard profile over HEAVY_COUNT images in
+    batches of HEAVY_BATCH, so that there are more batches than jobs."""
+    tags = bench.images.tags[:HEAVY_COUNT]
+    cells = [HeavyCell(jobs) for jobs in HEAVY_JOBS]
+
+    def once(jobs: int) -> float:
+        home = bench.janitor.scratch("heavy")
+        try:
+            measured = run_measured(
+                [bench.tools.atomicscan, "--runtime", "podman", "--scanner", "openscap",
+                 "--json", "--no-cache", "-j", str(jobs), "--batch-size", str(HEAVY_BATCH),
+                 *tags], env=bench.atomicscan_env(home), scratch=home)
+        finally:
+            bench.janitor.discard(home)
+        document = json.loads(measured.done.stdout)
+        bench.janitor.run_ids.add(str(document.get("run_id", "")))
+        results = document.get("results") or []
+        if len(results) != len(tags) or not all(r.get("successful") for r in results):
+            raise BenchError("the OpenSCAP runs did not all succeed")
+        return measured.done.seconds
+
+    once(HEAVY_JOBS[0])  # warm-up
+    for index in range(repeat):
+        for cell in rotated(cells, index):
+            cell.seconds.add(once(cell.jobs))
+            log(f"heavy {index + 1}/{repeat}: -j {cell.jobs}: "
+                f"{secs(cell.seconds.values[-1])} s")
+    return cells
 
 
 def bench_fixed(janitor: Janitor, tag: str, repeat: int) -> dict[str, Samples]:
@@ -962,7 +1010,7 @@ def machine_facts(tools: Tools, workdir: Path) -> dict[str, str]:
         "atomicscan": f"{first_line([tools.atomicscan, '--version'])} "
                       f"(Python {platform.python_version()}), commit {source_revision()}",
         "host python3 for W": first_line([tools.python, "--version"]) + f" ({tools.python})",
-        "atomicscan defaults here": f"-j {default_jobs()} (max(2, min(8, cpu_count))), "
+        "atomicscan defaults here": f"-j {default_jobs()} (max(2, min(8, 2 * cpu_count))), "
                                     f"--batch-size {DEFAULT_BATCH_SIZE}",
         "temp dir": f"{workdir.parent} ({tmp_fs})",
         "base image": f"{BASE_IMAGE}, {base}",
@@ -1006,8 +1054,8 @@ def timeline_rows(label: str, lines: Sequence[Timeline]) -> list[list[str]]:
 
 def report(facts: Mapping[str, str], images: BenchImages, args: argparse.Namespace,
            jobs: int, batch: int, main: MainResult | None, grid: Sequence[GridCell],
-           resolution: Mapping[str, Samples] | None, fixed: Mapping[str, Samples] | None,
-           leftovers: Sequence[str], markdown: bool) -> str:
+           heavy: Sequence[HeavyCell], resolution: Mapping[str, Samples] | None,
+           fixed: Mapping[str, Samples] | None, leftovers: Sequence[str], markdown: bool) -> str:
     heading = "#### " if markdown else "== "
     count = len(images.tags)
     out: list[str] = [f"{heading}Machine",
@@ -1094,31 +1142,18 @@ def report(facts: Mapping[str, str], images: BenchImages, args: argparse.Namespa
             text += (f"; the defaults (--batch-size {batch} -j {jobs}) took "
                      f"{secs(default.outcome.seconds.median)} s, {gap * 100:.0f} % more")
         out.append(text + ".")
+    if heavy:
+        out.append(f"\n{heading}-j with a CPU-bound scanner: OpenSCAP (standard profile) over "
+                   f"{HEAVY_COUNT} images, --batch-size {HEAVY_BATCH}, --no-cache (seconds)")
+        rows = [stat_row(f"-j {cell.jobs}", cell.seconds) for cell in heavy]
+        out.append(render_table(["jobs", "median", "min", "max"], rows, markdown))
     if resolution:
         out.append(f"\n{heading}Resolving the targets, in-process (seconds)")
         out.append(render_table(["what", "median", "min", "max"],
                                 [stat_row(n, s) for n, s in resolution.items()], markdown))
-        each, once = (s.median for s in resolution.values())
-        out.append(f"\nResolving each reference costs {msecs((each - once) / count)} per "
-                   "target more than one listing.")
-        if main is not None:
-            o = main.outcomes
-            saved = each - once
-            a_est = o["A"].seconds.median - saved
-            d_est = o["D"].seconds.median - saved
-            overhead = (a_est - o["W"].seconds.median) / count
-            ratio_c = o["C"].seconds.median / a_est
-            rows = [
-                ["A", f"{secs(a_est)} s"],
-                ["per-target overhead", f"{msecs(overhead)} "
-                 f"({verdict(overhead < OVERHEAD_TARGET)})"],
-                ["C/A", f"{ratio_c:.1f}x ({verdict(ratio_c >= SYFT_SPEEDUP_TARGET)})"],
-                ["D", f"{secs(d_est)} s ({verdict(d_est < CACHED_TARGET)})"],
-            ]
-            out.append("\nAn estimate, not a measurement: the medians above with one listing "
-                       "in place of the per-reference resolving (what `--images` / `--all` "
-                       "do; median of resolve-each minus median of list-once subtracted):\n")
-            out.append(render_table(["measure", "estimate"], rows, markdown))
+        together, each, _once = (s.median for s in resolution.values())
+        out.append(f"\nTogether: {msecs(together / count)} per reference; one by one: "
+                   f"{msecs(each / count)} per reference.")
     if fixed:
         out.append(f"\n{heading}podman calls A makes per target and per batch (seconds)")
         out.append(render_table(["what", "median", "min", "max"],
@@ -1154,6 +1189,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="runs per cell of the batch-size/-j grid (default: 1)")
     parser.add_argument("--skip-grid", action="store_true", help="leave out the grid")
     parser.add_argument("--skip-main", action="store_true", help="leave out A, B, C, D, W")
+    parser.add_argument("--skip-heavy", action="store_true",
+                        help="leave out the -j comparison with the OpenSCAP scanner")
     parser.add_argument("--markdown", action="store_true", help="print markdown tables")
     args = parser.parse_args(argv)
     if args.repeat < 1 or args.grid_repeat < 1 or args.count < WARMUP_SUBSET:
@@ -1183,10 +1220,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     jobs, batch = default_jobs(), DEFAULT_BATCH_SIZE
     main_result: MainResult | None = None
     grid: list[GridCell] = []
+    heavy: list[HeavyCell] = []
     elapsed = stopwatch()
     try:
         tools = Tools.find(workdir)
-        require_images([BASE_IMAGE, SCANNER_IMAGE])
+        require_images([BASE_IMAGE, SCANNER_IMAGE,
+                        *([] if args.skip_heavy else [OPENSCAP_IMAGE])])
         facts = machine_facts(tools, workdir)
         images = build_images(janitor, args.count)
         log(f"{args.count} images built in {images.build_seconds:.1f} s")
@@ -1196,6 +1235,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             grid = bench_grid(bench, args.grid_repeat)
         if not args.skip_main:
             main_result = bench_main(bench, jobs, batch, args.repeat)
+        if not args.skip_heavy:
+            heavy = bench_heavy_jobs(bench, args.grid_repeat)
         resolution = bench_resolution(images.tags, images.ids, args.repeat)
         fixed = bench_fixed(janitor, images.tags[0], max(args.repeat, 5))
         facts["images in podman storage during the run"] = image_count()
@@ -1215,8 +1256,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         leftovers = janitor.close()
         for problem in leftovers:
             log(f"left behind: {problem}")
-    print(report(facts, images, args, jobs, batch, main_result, grid, resolution, fixed,
-                 leftovers, args.markdown))
+    print(report(facts, images, args, jobs, batch, main_result, grid, heavy, resolution,
+                 fixed, leftovers, args.markdown))
     return 0
 
 

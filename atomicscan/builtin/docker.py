@@ -11,7 +11,7 @@ import contextlib
 import json
 import os
 import shutil
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +78,8 @@ class DockerRuntime(Runtime):
     def __init__(self, binary: str = "docker") -> None:
         self.binary = binary
         self._checked = False
-        self._listed_containers: list[Candidate] | None = None
+        self._image_inspects: dict[str, dict[str, Any]] = {}
+        self._storage_info: dockerfs.DockerStorage | None = None
 
     def _docker(self, *args: str, check: bool = True, timeout: float = 300.0
                 ) -> proc.Completed:
@@ -142,23 +143,35 @@ class DockerRuntime(Runtime):
         # docker lists the tags of one image in no stable order.
         return {image_id: sorted(names) for image_id, names in images.items()}
 
+    def resolve_all(self, refs: Sequence[str]) -> dict[str, Target]:
+        # One container listing and at most one image listing for all of a run's references.
+        containers = self._containers()
+        found: dict[str, Target] = {}
+        images: dict[str, list[str]] | None = None
+        candidates: list[Candidate] = []
+        for ref in refs:
+            container = match_container(ref, containers)
+            if container is not None:
+                found[ref] = Target(ref=ref, id=container.id, type="container",
+                                    runtime=self.name, key=container.id,
+                                    names=container.names, running=container.running)
+                continue
+            if images is None:
+                images = self._images()
+                candidates = [Candidate(id=image_id,
+                                        names=tuple(qualified_name(n) for n in names))
+                              for image_id, names in images.items()]
+            image = match_image(ref, candidates)
+            if image is not None:
+                found[ref] = Target(ref=ref, id=image.id, type="image", runtime=self.name,
+                                    key=image.id, names=tuple(images[image.id]))
+        return found
+
     def resolve(self, ref: str) -> Target:
-        # One listing serves every reference of a run: a run resolves all of them at
-        # start, before anything is mounted.
-        if self._listed_containers is None:
-            self._listed_containers = self._containers()
-        container = match_container(ref, self._listed_containers)
-        if container is not None:
-            return Target(ref=ref, id=container.id, type="container", runtime=self.name,
-                          key=container.id, names=container.names, running=container.running)
-        images = self._images()
-        candidates = [Candidate(id=image_id, names=tuple(qualified_name(n) for n in names))
-                      for image_id, names in images.items()]
-        image = match_image(ref, candidates)
-        if image is not None:
-            return Target(ref=ref, id=image.id, type="image", runtime=self.name,
-                          key=image.id, names=tuple(images[image.id]))
-        raise not_found(ref, self.name)
+        target = self.resolve_all([ref]).get(ref)
+        if target is None:
+            raise not_found(ref, self.name)
+        return target
 
     def list_targets(self, *, images: bool, containers: bool,
                      dangling: bool = False) -> list[Target]:
@@ -175,7 +188,30 @@ class DockerRuntime(Runtime):
 
     # -- mounts ----------------------------------------------------------------------
 
+    def _inspect_many(self, kind: str, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """One ``docker KIND inspect`` for all of ``ids``, by ID; unknown ones are left out.
+
+        docker prints what it found and exits non-zero when any of them is unknown.
+        """
+        found: dict[str, dict[str, Any]] = {}
+        if not ids:
+            return found
+        result = self._docker(kind, "inspect", *ids, check=False)
+        try:
+            rows = json.loads(result.stdout or "[]")
+        except json.JSONDecodeError:
+            rows = []
+        for row in rows if isinstance(rows, list) else []:
+            if isinstance(row, dict) and row.get("Id"):
+                found[str(row["Id"]).removeprefix("sha256:")] = row
+        if kind == "image":
+            # An image ID names fixed content: its inspect holds for the whole run.
+            self._image_inspects.update(found)
+        return found
+
     def _inspect(self, target: Target) -> dict[str, Any]:
+        if target.type == "image" and target.id in self._image_inspects:
+            return self._image_inspects[target.id]
         kind = "container" if target.type == "container" else "image"
         try:
             found = json.loads(self._docker(kind, "inspect", target.id).stdout)
@@ -183,14 +219,19 @@ class DockerRuntime(Runtime):
             raise MountError(f"docker cannot inspect {target.ref}: {exc}") from exc
         if not isinstance(found, list) or not found or not isinstance(found[0], dict):
             raise MountError(f"docker inspect gave nothing usable for {target.ref}")
+        if kind == "image":
+            self._image_inspects[target.id] = found[0]
         return found[0]
 
     def _storage(self) -> dockerfs.DockerStorage:
-        try:
-            info = json.loads(self._docker("info", "--format", "{{json .}}").stdout)
-        except CommandError as exc:
-            raise MountError(f"docker info failed: {exc}") from exc
-        return dockerfs.DockerStorage.from_info(info)
+        # The daemon's storage driver and data root are fixed while it runs: ask once.
+        if self._storage_info is None:
+            try:
+                info = json.loads(self._docker("info", "--format", "{{json .}}").stdout)
+            except CommandError as exc:
+                raise MountError(f"docker info failed: {exc}") from exc
+            self._storage_info = dockerfs.DockerStorage.from_info(info)
+        return self._storage_info
 
     @contextlib.contextmanager
     def mount_rootfs(
@@ -247,15 +288,27 @@ class DockerRuntime(Runtime):
             found.append((names.split(",")[0], value.strip()))
         return found
 
+    def target_configs(self, targets: Sequence[Target]) -> dict[str, dict[str, Any] | None]:
+        self._inspect_many("image", [t.id for t in targets
+                                     if t.type == "image" and t.id not in self._image_inspects])
+        containers = self._inspect_many("container",
+                                        [t.id for t in targets if t.type == "container"])
+        configs: dict[str, dict[str, Any] | None] = {}
+        for target in targets:
+            inspect = (containers.get(target.id) if target.type == "container"
+                       else self._image_inspects.get(target.id))
+            if inspect is None:
+                configs[target.key] = None
+                continue
+            names = list(target.names)
+            image = (inspect.get("Config") or {}).get("Image")
+            if target.type == "container" and image:
+                names.append(str(image))  # what a container was created from
+            configs[target.key] = targetconfig.normalize(inspect, names)
+        return configs
+
     def target_config(self, target: Target) -> dict[str, Any] | None:
-        try:
-            inspect = self._inspect(target)
-        except MountError:
-            return None
-        names = list(target.names)
-        if target.type == "container" and inspect.get("Config", {}).get("Image"):
-            names.append(str(inspect["Config"]["Image"]))  # what a container was created from
-        return targetconfig.normalize(inspect, names)
+        return self.target_configs([target])[target.key]
 
     def image_user(self, image: str) -> str:
         return self._docker("image", "inspect", "--format", "{{.Config.User}}",

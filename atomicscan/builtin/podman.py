@@ -6,7 +6,7 @@ import contextlib
 import json
 import os
 import shutil
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,8 @@ from atomicscan.targets import (
 
 #: Written by the setup script only on hosts where podman's defaults cannot run containers.
 HOST_CONTAINERS_CONF = Path("/etc/atomicscan/containers.conf")
+#: References per inspect command: far below any argv limit, few calls on a big host.
+INSPECT_CHUNK = 200
 
 
 def podman_environment() -> dict[str, str]:
@@ -71,7 +73,7 @@ class PodmanRuntime(Runtime):
         self.binary = binary
         self.env = podman_environment()
         self._checked: str | None = None
-        self._listed_containers: list[Candidate] | None = None
+        self._image_inspects: dict[str, dict[str, Any]] = {}
 
     def _podman(self, *args: str, check: bool = True, timeout: float = 300.0
                 ) -> proc.Completed:
@@ -109,31 +111,64 @@ class PodmanRuntime(Runtime):
             for row in rows
         ]
 
-    def _image_by_full_name(self, ref: str) -> Candidate | None:
-        """One inspect instead of listing every image: much cheaper on a busy host."""
-        result = self._podman("image", "inspect", "--format", "{{.Id}} {{json .RepoTags}}",
-                              ref, check=False)
-        if not result.ok:
-            return None
-        image_id, _, tags = result.stdout.strip().partition(" ")
-        names = tuple(json.loads(tags or "null") or ())
-        return Candidate(id=image_id, names=names) if ref in names else None
+    def _inspect(self, kind: str, refs: Sequence[str]) -> list[dict[str, Any]]:
+        """One ``podman KIND inspect`` for all of ``refs``; unknown ones are left out.
+
+        podman prints what it found and exits non-zero when any reference is unknown, so a
+        target removed since it was listed costs only its own entry.
+        """
+        rows: list[dict[str, Any]] = []
+        for start in range(0, len(refs), INSPECT_CHUNK):
+            result = self._podman(kind, "inspect", *refs[start:start + INSPECT_CHUNK],
+                                  check=False)
+            try:
+                found = json.loads(result.stdout or "[]")
+            except json.JSONDecodeError:
+                continue
+            if isinstance(found, list):
+                rows += [row for row in found if isinstance(row, dict) and row.get("Id")]
+        if kind == "image":
+            # An image ID names fixed content: its inspect holds for the whole run.
+            self._image_inspects.update((str(row["Id"]), row) for row in rows)
+        return rows
+
+    def _container_target(self, ref: str, container: Candidate) -> Target:
+        return Target(ref=ref, id=container.id, type="container", runtime=self.name,
+                      key=container.id, names=container.names, running=container.running)
+
+    def resolve_all(self, refs: Sequence[str]) -> dict[str, Target]:
+        # A run's references cost one container listing, one inspect of the fully
+        # qualified names together, and an image listing only for what is left (short
+        # names, ID prefixes): on a busy host the listing is the slow call.
+        containers = self._containers()
+        found: dict[str, Target] = {}
+        image_refs: list[str] = []
+        for ref in refs:
+            container = match_container(ref, containers)
+            if container is not None:
+                found[ref] = self._container_target(ref, container)
+            else:
+                image_refs.append(ref)
+        by_name: dict[str, Candidate] = {}
+        for row in self._inspect("image", [r for r in image_refs if fully_qualified(r)]):
+            names = tuple(str(name) for name in row.get("RepoTags") or ())
+            by_name.update((name, Candidate(id=str(row["Id"]), names=names)) for name in names)
+        listing: list[Candidate] | None = None
+        for ref in image_refs:
+            image = by_name.get(ref)
+            if image is None:
+                listing = self._images() if listing is None else listing
+                image = match_image(ref, listing)
+            if image is not None:
+                found[ref] = Target(ref=ref, id=image.id, type="image", runtime=self.name,
+                                    key=image.id, names=image.names)
+        return found
 
     def resolve(self, ref: str) -> Target:
-        # One listing serves every reference of a run: a run resolves all of them at
-        # start, before anything is mounted.
-        if self._listed_containers is None:
-            self._listed_containers = self._containers()
-        container = match_container(ref, self._listed_containers)
-        if container is not None:
-            return Target(ref=ref, id=container.id, type="container", runtime=self.name,
-                          key=container.id, names=container.names, running=container.running)
-        image = self._image_by_full_name(ref) if fully_qualified(ref) else None
-        image = image or match_image(ref, self._images())
-        if image is not None:
-            return Target(ref=ref, id=image.id, type="image", runtime=self.name,
-                          key=image.id, names=image.names)
-        raise not_found(ref, self.name)
+        target = self.resolve_all([ref]).get(ref)
+        if target is None:
+            raise not_found(ref, self.name)
+        return target
 
     def list_targets(self, *, images: bool, containers: bool,
                      dangling: bool = False) -> list[Target]:
@@ -207,16 +242,26 @@ class PodmanRuntime(Runtime):
             for row in rows
         ]
 
+    def target_configs(self, targets: Sequence[Target]) -> dict[str, dict[str, Any] | None]:
+        missing = [t.id for t in targets if t.type == "image" and t.id not in self._image_inspects]
+        self._inspect("image", missing)
+        containers = {str(row["Id"]): row for row in self._inspect(
+            "container", [t.id for t in targets if t.type == "container"])}
+        configs: dict[str, dict[str, Any] | None] = {}
+        for target in targets:
+            inspect = (containers.get(target.id) if target.type == "container"
+                       else self._image_inspects.get(target.id))
+            if inspect is None:
+                configs[target.key] = None
+                continue
+            names = list(target.names)
+            if target.type == "container" and inspect.get("ImageName"):
+                names.append(str(inspect["ImageName"]))  # what a container was created from
+            configs[target.key] = targetconfig.normalize(inspect, names)
+        return configs
+
     def target_config(self, target: Target) -> dict[str, Any] | None:
-        kind = "container" if target.type == "container" else "image"
-        result = self._podman(kind, "inspect", target.id, check=False)
-        if not result.ok:
-            return None
-        (inspect,) = json.loads(result.stdout)
-        names = list(target.names)
-        if target.type == "container" and inspect.get("ImageName"):
-            names.append(str(inspect["ImageName"]))  # what a container was created from
-        return targetconfig.normalize(inspect, names)
+        return self.target_configs([target])[target.key]
 
     def image_user(self, image: str) -> str:
         return self._podman("image", "inspect", "--format", "{{.Config.User}}",

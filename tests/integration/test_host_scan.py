@@ -12,6 +12,7 @@ import pytest
 from helpers import (
     ALPINE,
     DEBIAN,
+    PACKAGES_SCANNER,
     PURGED,
     RPM_SQLITE,
     Atomicscan,
@@ -90,6 +91,38 @@ def test_cached_rescan_reuses_images_and_rescans_containers(
     assert all(r["packages"] == before[r["target_id"]] for r in results)
     fresh = atomicscan("--scanner", "packages", "--images", "--no-cache", "--json")
     assert not any(r["cached"] for r in fresh.json()["results"])
+
+
+def _lookups_before_scanning(stderr: str, binary: str) -> list[str]:
+    """The runtime commands a --debug run made before it checked the scanner image."""
+    commands = []
+    for line in stderr.splitlines():
+        _, marker, command = line.partition("DEBUG: run: ")
+        if not marker or not command.startswith(binary + " "):
+            continue
+        if "{{.Id}}" in command and PACKAGES_SCANNER in command:
+            return commands
+        commands.append(command)
+    raise AssertionError("the run never checked its scanner image:\n" + stderr)
+
+
+def test_resolving_references_costs_the_same_for_two_or_thirty_four(
+    atomicscan: Atomicscan, busy_host: list[str]
+) -> None:
+    # Containers by name, images by full name, by short name and by ID prefix.
+    short_debian = DEBIAN.removeprefix("localhost/")
+    few = [busy_host[0], DEBIAN]
+    many = [*busy_host, DEBIAN, ALPINE, short_debian, RPM_SQLITE]
+    runs = {}
+    for refs in (few, many):
+        run = atomicscan("--scanner", "packages", "--json", "--debug", *refs)
+        assert run.returncode == 0, run.stderr
+        assert {r["target"] for r in run.json()["results"]} >= set(busy_host) & set(refs)
+        runs[len(refs)] = _lookups_before_scanning(run.stderr, atomicscan.runtime)
+
+    # The listings answer every reference: none is looked up on its own.
+    assert len(runs[len(many)]) <= len(runs[len(few)]) + 1, runs
+    assert len(runs[len(many)]) <= 4, runs
 
 
 def test_a_container_removed_mid_run_fails_alone(
