@@ -37,7 +37,10 @@ def atomicscan_add_runtimes(registry: RuntimeRegistry) -> None:
     """Add container runtimes with ``registry.add(name, factory)``.
 
     ``factory`` is called with no arguments when that runtime is first needed and returns an
-    object implementing :class:`atomicscan.runtime.Runtime`. Called once per plugin.
+    object implementing :class:`atomicscan.runtime.Runtime`. Called once per plugin. A
+    runtime whose CLI lists its containers and images can start from
+    :class:`atomicscan.listing.ListingRuntime`, which podman and docker share: it resolves
+    all of a run's references against one listing of each kind and inspects each batch once.
     """
 
 

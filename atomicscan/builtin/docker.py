@@ -15,19 +15,19 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from atomicscan import dockerfs, proc, targetconfig
+from atomicscan import dockerfs, proc
 from atomicscan.builtin.podman import isolation_flags
 from atomicscan.errors import CommandError, MountError, RuntimeUnavailableError
 from atomicscan.hookspecs import hookimpl
+from atomicscan.listing import ListingRuntime
 from atomicscan.runtime import (
-    Runtime,
     RuntimeRegistry,
     ScannerContainer,
     Target,
     first_line,
     iter_nonempty,
 )
-from atomicscan.targets import Candidate, match_container, match_image, not_found
+from atomicscan.targets import Candidate
 
 DEFAULT_SOCKET = "unix:///var/run/docker.sock"
 #: docker's --read-only leaves no writable scratch; podman's gives these three as tmpfs.
@@ -70,7 +70,7 @@ def _image_names(row: Mapping[str, Any]) -> list[str]:
     return [f"{repository}@{digest}"] if digest != "<none>" else []
 
 
-class DockerRuntime(Runtime):
+class DockerRuntime(ListingRuntime):
     """A docker daemon on this host, as root, through the docker CLI."""
 
     name = "docker"
@@ -78,7 +78,7 @@ class DockerRuntime(Runtime):
     def __init__(self, binary: str = "docker") -> None:
         self.binary = binary
         self._checked = False
-        self._image_inspects: dict[str, dict[str, Any]] = {}
+        super().__init__()
         self._storage_info: dockerfs.DockerStorage | None = None
 
     def _docker(self, *args: str, check: bool = True, timeout: float = 300.0
@@ -132,8 +132,8 @@ class DockerRuntime(Runtime):
             for row in rows
         ]
 
-    def _images(self) -> dict[str, list[str]]:
-        """Image ID (64 hex) to docker's own names; one row per tag, so rows are grouped."""
+    def _images(self) -> list[Candidate]:
+        # One row per tag: rows of one image are grouped by its ID (64 hex).
         rows = _json_lines(self._docker("images", "--all", "--no-trunc", "--format",
                                         "{{json .}}").stdout)
         images: dict[str, set[str]] = {}
@@ -141,58 +141,21 @@ class DockerRuntime(Runtime):
             images.setdefault(str(row["ID"]).removeprefix("sha256:"), set()).update(
                 _image_names(row))
         # docker lists the tags of one image in no stable order.
-        return {image_id: sorted(names) for image_id, names in images.items()}
+        return [Candidate(id=image_id, names=tuple(sorted(names)))
+                for image_id, names in images.items()]
 
-    def resolve_all(self, refs: Sequence[str]) -> dict[str, Target]:
-        # One container listing and at most one image listing for all of a run's references.
-        containers = self._containers()
-        found: dict[str, Target] = {}
-        images: dict[str, list[str]] | None = None
-        candidates: list[Candidate] = []
-        for ref in refs:
-            container = match_container(ref, containers)
-            if container is not None:
-                found[ref] = Target(ref=ref, id=container.id, type="container",
-                                    runtime=self.name, key=container.id,
-                                    names=container.names, running=container.running)
-                continue
-            if images is None:
-                images = self._images()
-                candidates = [Candidate(id=image_id,
-                                        names=tuple(qualified_name(n) for n in names))
-                              for image_id, names in images.items()]
-            image = match_image(ref, candidates)
-            if image is not None:
-                found[ref] = Target(ref=ref, id=image.id, type="image", runtime=self.name,
-                                    key=image.id, names=tuple(images[image.id]))
-        return found
+    def _matchable(self, image: Candidate) -> Candidate:
+        return Candidate(id=image.id, names=tuple(qualified_name(n) for n in image.names))
 
-    def resolve(self, ref: str) -> Target:
-        target = self.resolve_all([ref]).get(ref)
-        if target is None:
-            raise not_found(ref, self.name)
-        return target
-
-    def list_targets(self, *, images: bool, containers: bool,
-                     dangling: bool = False) -> list[Target]:
-        found: list[Target] = []
-        if containers:
-            found += [Target(ref=(c.names or (c.id[:12],))[0], id=c.id, type="container",
-                             runtime=self.name, key=c.id, names=c.names, running=c.running)
-                      for c in self._containers()]
-        if images:
-            found += [Target(ref=(names or [image_id[:12]])[0], id=image_id, type="image",
-                             runtime=self.name, key=image_id, names=tuple(names))
-                      for image_id, names in self._images().items() if names or dangling]
-        return found
+    @staticmethod
+    def _created_from(inspect: Mapping[str, Any]) -> str | None:
+        config = inspect.get("Config")
+        return str(config.get("Image") or "") or None if isinstance(config, dict) else None
 
     # -- mounts ----------------------------------------------------------------------
 
     def _inspect_many(self, kind: str, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-        """One ``docker KIND inspect`` for all of ``ids``, by ID; unknown ones are left out.
-
-        docker prints what it found and exits non-zero when any of them is unknown.
-        """
+        # docker prints what it found and exits non-zero when any of them is unknown.
         found: dict[str, dict[str, Any]] = {}
         if not ids:
             return found
@@ -204,9 +167,6 @@ class DockerRuntime(Runtime):
         for row in rows if isinstance(rows, list) else []:
             if isinstance(row, dict) and row.get("Id"):
                 found[str(row["Id"]).removeprefix("sha256:")] = row
-        if kind == "image":
-            # An image ID names fixed content: its inspect holds for the whole run.
-            self._image_inspects.update(found)
         return found
 
     def _inspect(self, target: Target) -> dict[str, Any]:
@@ -287,28 +247,6 @@ class DockerRuntime(Runtime):
             names, _, value = line.partition("\t")
             found.append((names.split(",")[0], value.strip()))
         return found
-
-    def target_configs(self, targets: Sequence[Target]) -> dict[str, dict[str, Any] | None]:
-        self._inspect_many("image", [t.id for t in targets
-                                     if t.type == "image" and t.id not in self._image_inspects])
-        containers = self._inspect_many("container",
-                                        [t.id for t in targets if t.type == "container"])
-        configs: dict[str, dict[str, Any] | None] = {}
-        for target in targets:
-            inspect = (containers.get(target.id) if target.type == "container"
-                       else self._image_inspects.get(target.id))
-            if inspect is None:
-                configs[target.key] = None
-                continue
-            names = list(target.names)
-            image = (inspect.get("Config") or {}).get("Image")
-            if target.type == "container" and image:
-                names.append(str(image))  # what a container was created from
-            configs[target.key] = targetconfig.normalize(inspect, names)
-        return configs
-
-    def target_config(self, target: Target) -> dict[str, Any] | None:
-        return self.target_configs([target])[target.key]
 
     def image_user(self, image: str) -> str:
         return self._docker("image", "inspect", "--format", "{{.Config.User}}",

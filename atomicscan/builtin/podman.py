@@ -10,23 +10,17 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from atomicscan import proc, targetconfig
+from atomicscan import proc
 from atomicscan.errors import CommandError, MountError, RuntimeUnavailableError
 from atomicscan.hookspecs import hookimpl
+from atomicscan.listing import ListingRuntime
 from atomicscan.runtime import (
-    Runtime,
     RuntimeRegistry,
     ScannerContainer,
     Target,
     first_line,
 )
-from atomicscan.targets import (
-    Candidate,
-    fully_qualified,
-    match_container,
-    match_image,
-    not_found,
-)
+from atomicscan.targets import Candidate, fully_qualified
 
 #: Written by the setup script only on hosts where podman's defaults cannot run containers.
 HOST_CONTAINERS_CONF = Path("/etc/atomicscan/containers.conf")
@@ -64,7 +58,7 @@ def isolation_flags(container: ScannerContainer) -> list[str]:
     return flags
 
 
-class PodmanRuntime(Runtime):
+class PodmanRuntime(ListingRuntime):
     """podman as root, through its command line."""
 
     name = "podman"
@@ -73,7 +67,7 @@ class PodmanRuntime(Runtime):
         self.binary = binary
         self.env = podman_environment()
         self._checked: str | None = None
-        self._image_inspects: dict[str, dict[str, Any]] = {}
+        super().__init__()
 
     def _podman(self, *args: str, check: bool = True, timeout: float = 300.0
                 ) -> proc.Completed:
@@ -111,77 +105,35 @@ class PodmanRuntime(Runtime):
             for row in rows
         ]
 
-    def _inspect(self, kind: str, refs: Sequence[str]) -> list[dict[str, Any]]:
-        """One ``podman KIND inspect`` for all of ``refs``; unknown ones are left out.
-
-        podman prints what it found and exits non-zero when any reference is unknown, so a
-        target removed since it was listed costs only its own entry.
-        """
-        rows: list[dict[str, Any]] = []
-        for start in range(0, len(refs), INSPECT_CHUNK):
-            result = self._podman(kind, "inspect", *refs[start:start + INSPECT_CHUNK],
+    def _inspect_many(self, kind: str, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        # podman prints what it found and exits non-zero when any reference is unknown,
+        # so a target removed since it was listed costs only its own entry.
+        found: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(ids), INSPECT_CHUNK):
+            result = self._podman(kind, "inspect", *ids[start:start + INSPECT_CHUNK],
                                   check=False)
             try:
-                found = json.loads(result.stdout or "[]")
+                rows = json.loads(result.stdout or "[]")
             except json.JSONDecodeError:
                 continue
-            if isinstance(found, list):
-                rows += [row for row in found if isinstance(row, dict) and row.get("Id")]
-        if kind == "image":
-            # An image ID names fixed content: its inspect holds for the whole run.
-            self._image_inspects.update((str(row["Id"]), row) for row in rows)
-        return rows
+            for row in rows if isinstance(rows, list) else []:
+                if isinstance(row, dict) and row.get("Id"):
+                    found[str(row["Id"])] = row
+        return found
 
-    def _container_target(self, ref: str, container: Candidate) -> Target:
-        return Target(ref=ref, id=container.id, type="container", runtime=self.name,
-                      key=container.id, names=container.names, running=container.running)
-
-    def resolve_all(self, refs: Sequence[str]) -> dict[str, Target]:
-        # A run's references cost one container listing, one inspect of the fully
-        # qualified names together, and an image listing only for what is left (short
-        # names, ID prefixes): on a busy host the listing is the slow call.
-        containers = self._containers()
-        found: dict[str, Target] = {}
-        image_refs: list[str] = []
-        for ref in refs:
-            container = match_container(ref, containers)
-            if container is not None:
-                found[ref] = self._container_target(ref, container)
-            else:
-                image_refs.append(ref)
+    def _images_by_name(self, refs: Sequence[str]) -> dict[str, Candidate]:
+        # A fully qualified name can match one image only: one inspect of all of them
+        # together is much cheaper than listing every image on a busy host.
         by_name: dict[str, Candidate] = {}
-        for row in self._inspect("image", [r for r in image_refs if fully_qualified(r)]):
+        for image_id, row in self._inspect_images([r for r in refs if fully_qualified(r)]
+                                                  ).items():
             names = tuple(str(name) for name in row.get("RepoTags") or ())
-            by_name.update((name, Candidate(id=str(row["Id"]), names=names)) for name in names)
-        listing: list[Candidate] | None = None
-        for ref in image_refs:
-            image = by_name.get(ref)
-            if image is None:
-                listing = self._images() if listing is None else listing
-                image = match_image(ref, listing)
-            if image is not None:
-                found[ref] = Target(ref=ref, id=image.id, type="image", runtime=self.name,
-                                    key=image.id, names=image.names)
-        return found
+            by_name.update((name, Candidate(id=image_id, names=names)) for name in names)
+        return by_name
 
-    def resolve(self, ref: str) -> Target:
-        target = self.resolve_all([ref]).get(ref)
-        if target is None:
-            raise not_found(ref, self.name)
-        return target
-
-    def list_targets(self, *, images: bool, containers: bool,
-                     dangling: bool = False) -> list[Target]:
-        found: list[Target] = []
-        if containers:
-            found += [Target(ref=(c.names or (c.id[:12],))[0], id=c.id, type="container",
-                             runtime=self.name, key=c.id, names=c.names, running=c.running)
-                      for c in self._containers()]
-        if images:
-            found += [Target(ref=(i.names or (i.id[:12],))[0], id=i.id, type="image",
-                             runtime=self.name, key=i.id, names=i.names)
-                      for i in self._images() if i.names or dangling]
-        return found
+    @staticmethod
+    def _created_from(inspect: Mapping[str, Any]) -> str | None:
+        return str(inspect.get("ImageName") or "") or None
 
     # -- mounts ----------------------------------------------------------------------
 
@@ -241,27 +193,6 @@ class PodmanRuntime(Runtime):
             ((row.get("Names") or [row["Id"]])[0], (row.get("Labels") or {}).get(label, ""))
             for row in rows
         ]
-
-    def target_configs(self, targets: Sequence[Target]) -> dict[str, dict[str, Any] | None]:
-        missing = [t.id for t in targets if t.type == "image" and t.id not in self._image_inspects]
-        self._inspect("image", missing)
-        containers = {str(row["Id"]): row for row in self._inspect(
-            "container", [t.id for t in targets if t.type == "container"])}
-        configs: dict[str, dict[str, Any] | None] = {}
-        for target in targets:
-            inspect = (containers.get(target.id) if target.type == "container"
-                       else self._image_inspects.get(target.id))
-            if inspect is None:
-                configs[target.key] = None
-                continue
-            names = list(target.names)
-            if target.type == "container" and inspect.get("ImageName"):
-                names.append(str(inspect["ImageName"]))  # what a container was created from
-            configs[target.key] = targetconfig.normalize(inspect, names)
-        return configs
-
-    def target_config(self, target: Target) -> dict[str, Any] | None:
-        return self.target_configs([target])[target.key]
 
     def image_user(self, image: str) -> str:
         return self._podman("image", "inspect", "--format", "{{.Config.User}}",

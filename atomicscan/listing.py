@@ -1,0 +1,135 @@
+"""What podman and docker share: targets found in their container and image listings.
+
+Both runtimes answer the same questions the same way: which containers and images exist
+(two listings), what a reference names (matched against those listings), and what a
+target's configuration is (its inspect). Only the commands and the shape of their output
+differ; :class:`ListingRuntime` keeps the rest in one place.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from atomicscan import targetconfig
+from atomicscan.runtime import Runtime, Target
+from atomicscan.targets import Candidate, match_container, match_image, not_found
+
+
+class ListingRuntime(Runtime):
+    """A runtime that resolves references against one listing of each kind per call."""
+
+    def __init__(self) -> None:
+        # An image ID names fixed content: its inspect holds for the runtime's lifetime.
+        self._image_inspects: dict[str, dict[str, Any]] = {}
+
+    # -- what each runtime provides -------------------------------------------------------
+
+    @abc.abstractmethod
+    def _containers(self) -> list[Candidate]:
+        """Every container, running or not, with the names users give it."""
+
+    @abc.abstractmethod
+    def _images(self) -> list[Candidate]:
+        """Every image (dangling ones with no names), with its names as the runtime shows them."""
+
+    @abc.abstractmethod
+    def _inspect_many(self, kind: str, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """``KIND inspect`` (``image`` or ``container``) of all of ``ids`` at once, by full
+        ID; ones that no longer exist are left out."""
+
+    def _matchable(self, image: Candidate) -> Candidate:
+        """``image`` with its names spelt the way references are matched against."""
+        return image
+
+    def _images_by_name(self, refs: Sequence[str]) -> dict[str, Candidate]:
+        """A cheaper way to find some of ``refs`` than the image listing (none by default)."""
+        return {}
+
+    @staticmethod
+    def _created_from(inspect: Mapping[str, Any]) -> str | None:
+        """The image a container was created from, as its inspect names it."""
+        return None
+
+    # -- the shared logic -----------------------------------------------------------------
+
+    def _target(self, ref: str, found: Candidate, kind: str) -> Target:
+        return Target(ref=ref, id=found.id, type=kind, runtime=self.name, key=found.id,
+                      names=found.names, running=found.running)
+
+    def resolve_all(self, refs: Sequence[str]) -> dict[str, Target]:
+        # One container listing for every reference; the image listing (the slow one on
+        # a busy host) only for what the cheaper look-up left over.
+        containers = self._containers()
+        found: dict[str, Target] = {}
+        image_refs: list[str] = []
+        for ref in refs:
+            container = match_container(ref, containers)
+            if container is not None:
+                found[ref] = self._target(ref, container, "container")
+            else:
+                image_refs.append(ref)
+        by_name = self._images_by_name(image_refs)
+        listed: dict[str, Candidate] | None = None
+        matchable: list[Candidate] = []
+        for ref in image_refs:
+            image = by_name.get(ref)
+            if image is None:
+                if listed is None:
+                    listed = {image.id: image for image in self._images()}
+                    matchable = [self._matchable(image) for image in listed.values()]
+                match = match_image(ref, matchable)
+                image = listed[match.id] if match is not None else None
+            if image is not None:
+                found[ref] = self._target(ref, image, "image")
+        return found
+
+    def resolve(self, ref: str) -> Target:
+        target = self.resolve_all([ref]).get(ref)
+        if target is None:
+            raise not_found(ref, self.name)
+        return target
+
+    def list_targets(self, *, images: bool, containers: bool,
+                     dangling: bool = False) -> list[Target]:
+        found: list[Target] = []
+        if containers:
+            found += [self._target((c.names or (c.id[:12],))[0], c, "container")
+                      for c in self._containers()]
+        if images:
+            found += [self._target((i.names or (i.id[:12],))[0], i, "image")
+                      for i in self._images() if i.names or dangling]
+        return found
+
+    def _image_inspect(self, image_id: str) -> dict[str, Any] | None:
+        if image_id not in self._image_inspects:
+            self._inspect_images([image_id])
+        return self._image_inspects.get(image_id)
+
+    def _inspect_images(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        found = self._inspect_many("image", ids)
+        self._image_inspects.update(found)
+        return found
+
+    def target_configs(self, targets: Sequence[Target]) -> dict[str, dict[str, Any] | None]:
+        self._inspect_images([t.id for t in targets
+                              if t.type == "image" and t.id not in self._image_inspects])
+        containers = self._inspect_many("container",
+                                        [t.id for t in targets if t.type == "container"])
+        configs: dict[str, dict[str, Any] | None] = {}
+        for target in targets:
+            inspect = (containers.get(target.id) if target.type == "container"
+                       else self._image_inspects.get(target.id))
+            if inspect is None:
+                configs[target.key] = None
+                continue
+            names = list(target.names)
+            origin = self._created_from(inspect) if target.type == "container" else None
+            if origin:
+                names.append(origin)  # what a container was created from
+            configs[target.key] = targetconfig.normalize(inspect, names)
+        return configs
+
+    def target_config(self, target: Target) -> dict[str, Any] | None:
+        return self.target_configs([target])[target.key]
