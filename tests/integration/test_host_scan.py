@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import time
@@ -125,35 +126,71 @@ def test_resolving_references_costs_the_same_for_two_or_thirty_four(
     assert len(runs[len(many)]) <= 4, runs
 
 
-def test_a_container_removed_mid_run_fails_alone(
-    atomicscan: Atomicscan, engine: Engine, busy_host: list[str]
-) -> None:
-    # One target per batch, one batch at a time, each scan slow enough to act in between.
+def _add_slow_scanner(atomicscan: Atomicscan) -> None:
+    """A scanner slow enough (1 s per batch) to act on the host between two batches."""
     atomicscan.add_scanner("slow", (
         'sleep 1; for d in /scanin/*; do k=$(basename "$d"); mkdir -p "/scanout/$k"; '
         """echo '{"Successful": "true"}' > "/scanout/$k/json"; done"""))
-    # The container the run reaches last: runtimes list containers in their own order.
-    listed = engine("ps", "--all", "--format", "{{.Names}}").stdout.split()
-    victim = [name for name in listed if name in busy_host][-1]
-    before = snapshot(atomicscan.state_dir)
-    proc = atomicscan.popen("--scanner", "slow", "--containers", "--json", "-j", "1",
-                            "--batch-size", "1")
+
+
+def _once_scanning(atomicscan: Atomicscan, *args: str) -> subprocess.Popen[str]:
+    """Start a run of one target per batch, one batch at a time; return once the first
+    scanner container is up."""
+    proc = atomicscan.popen("--scanner", "slow", "--json", "-j", "1", "--batch-size", "1",
+                            *args)
     deadline = time.monotonic() + 120
     while not atomicscan.engine.labelled_containers():
         assert time.monotonic() < deadline and proc.poll() is None
         time.sleep(0.1)
-    engine("rm", "--force", victim)
+    return proc
+
+
+def _fails_alone(proc: subprocess.Popen[str], victim: str) -> None:
     stdout, stderr = proc.communicate(timeout=600)
-
     assert proc.returncode == 1, stderr
-    import json
-
     results = {r["target"]: r for r in json.loads(stdout)["results"]}
     assert results[victim]["successful"] is False
     assert "cannot mount" in results[victim]["error"]
     assert all(r["successful"] for name, r in results.items() if name != victim)
+    assert len(results) > 1
     assert victim in stderr
+
+
+def test_a_container_removed_mid_run_fails_alone(
+    atomicscan: Atomicscan, engine: Engine, busy_host: list[str]
+) -> None:
+    _add_slow_scanner(atomicscan)
+    # The container the run reaches last: runtimes list containers in their own order.
+    listed = engine("ps", "--all", "--format", "{{.Names}}").stdout.split()
+    victim = [name for name in listed if name in busy_host][-1]
+    before = snapshot(atomicscan.state_dir)
+    proc = _once_scanning(atomicscan, "--containers")
+    engine("rm", "--force", victim)
+
+    _fails_alone(proc, victim)
     assert_no_leftovers(before, atomicscan.state_dir)
+
+
+def test_an_image_deleted_mid_run_fails_alone(
+    atomicscan: Atomicscan, engine: Engine, unique: str
+) -> None:
+    _add_slow_scanner(atomicscan)
+    # An image of its own (a commit gives it a new ID), so deleting it really deletes it.
+    holder = f"atomicscan-test-commit-{unique}"
+    victim = f"localhost/atomicscan-test/deleted-{unique}:latest"
+    engine("create", "--name", holder, DEBIAN, "true")
+    try:
+        engine("commit", holder, victim)
+        engine("rm", holder)
+        before = snapshot(atomicscan.state_dir)
+        proc = _once_scanning(atomicscan, DEBIAN, ALPINE, victim)  # the victim comes last
+        engine("rmi", "--force", victim)
+
+        _fails_alone(proc, victim)
+        assert_no_leftovers(before, atomicscan.state_dir)
+    finally:
+        engine("rm", "--force", holder, check=False)
+        engine("rmi", "--force", victim, check=False)
 
 
 @pytest.mark.parametrize(("name", "script", "args", "expected"), [
