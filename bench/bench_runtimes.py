@@ -499,6 +499,11 @@ def bench_scans(janitor: Janitor, atomicscan: Path, repeat: int
 # --------------------------------------------------------------------------- (c) fixed costs
 
 
+def same_command(*argv: str) -> Callable[[], list[str]]:
+    """A probe that runs the same ``argv`` each time it is called."""
+    return lambda: list(argv)
+
+
 def bench_fixed_costs(janitor: Janitor, repeat: int) -> dict[str, Samples]:
     """Per-call costs of each runtime that (a) and (b) contain."""
     locked_down = ["--read-only", "--network", "none", "--cap-drop", "all", "--security-opt",
@@ -510,11 +515,11 @@ def bench_fixed_costs(janitor: Janitor, repeat: int) -> dict[str, Samples]:
     probes: dict[str, Callable[[], list[str]]] = {}
     for binary in RUNTIMES:
         extra = docker_extra if binary == "docker" else []
-        probes[f"{binary}: `{binary} version`"] = lambda b=binary: [b, "version"]
-        probes[f"{binary}: `{binary} ps --all`"] = lambda b=binary: [b, "ps", "--all"]
-        probes[f"{binary}: `{binary} images --all`"] = lambda b=binary: [b, "images", "--all"]
-        probes[f"{binary}: `{binary} image inspect` (the Debian image)"] = (
-            lambda b=binary: [b, "image", "inspect", IMAGES[0].ref])
+        probes[f"{binary}: `{binary} version`"] = same_command(binary, "version")
+        probes[f"{binary}: `{binary} ps --all`"] = same_command(binary, "ps", "--all")
+        probes[f"{binary}: `{binary} images --all`"] = same_command(binary, "images", "--all")
+        probes[f"{binary}: `{binary} image inspect` (the Debian image)"] = same_command(
+            binary, "image", "inspect", IMAGES[0].ref)
 
         def run_true(b: str = binary, extra: list[str] = extra) -> list[str]:
             name = janitor.container_name()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -12,6 +13,7 @@ import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 HOST_CONF = Path("/etc/atomicscan/containers.conf")
 
@@ -112,8 +114,9 @@ class CliResult:
     stdout: str
     stderr: str
 
-    def json(self) -> dict[str, object]:
-        return json.loads(self.stdout)  # type: ignore[no-any-return]
+    def json(self) -> dict[str, Any]:
+        document: dict[str, Any] = json.loads(self.stdout)
+        return document
 
 
 class Atomicscan:
@@ -211,17 +214,13 @@ def assert_no_leftovers(before: HostSnapshot, state_dir: Path) -> None:
 
 def tree_digest(roots: list[Path]) -> dict[str, tuple[object, ...]]:
     """Every entry's type, mode, owner, size, mtime and content hash, without following links."""
-    import hashlib
-
     entries: dict[str, tuple[object, ...]] = {}
     for root in roots:
-        entries.update({f"{root}:{k}": v for k, v in _tree_digest(root, hashlib).items()})
+        entries.update({f"{root}:{k}": v for k, v in _tree_digest(root).items()})
     return entries
 
 
-def _tree_digest(root: Path, hashlib: object) -> dict[str, tuple[object, ...]]:
-    import hashlib
-
+def _tree_digest(root: Path) -> dict[str, tuple[object, ...]]:
     entries: dict[str, tuple[object, ...]] = {}
     for dirpath, dirnames, filenames in os.walk(root):
         for name in sorted(dirnames + filenames):

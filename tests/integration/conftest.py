@@ -9,7 +9,15 @@ from pathlib import Path
 
 import pytest
 from dockerd import load_from_podman, private_dockerd
-from helpers import TESTBED_IMAGES, Atomicscan, Engine, podman, podman_env, snapshot
+from helpers import (
+    TESTBED_IMAGES,
+    Atomicscan,
+    Engine,
+    HostSnapshot,
+    podman,
+    podman_env,
+    snapshot,
+)
 
 pytestmark = pytest.mark.real
 
@@ -75,5 +83,5 @@ def containers(engine: Engine) -> Iterator[list[str]]:
 
 
 @pytest.fixture
-def host_before(atomicscan: Atomicscan) -> object:
+def host_before(atomicscan: Atomicscan) -> HostSnapshot:
     return snapshot(atomicscan.state_dir)

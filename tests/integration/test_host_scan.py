@@ -96,7 +96,7 @@ def test_cached_rescan_reuses_images_and_rescans_containers(
 
 def _lookups_before_scanning(stderr: str, binary: str) -> list[str]:
     """The runtime commands a --debug run made before it checked the scanner image."""
-    commands = []
+    commands: list[str] = []
     for line in stderr.splitlines():
         _, marker, command = line.partition("DEBUG: run: ")
         if not marker or not command.startswith(binary + " "):

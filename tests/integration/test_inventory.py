@@ -14,6 +14,7 @@ from helpers import (
     RPM_SQLITE,
     Atomicscan,
     Engine,
+    HostSnapshot,
     assert_no_leftovers,
     mounted_image,
     packages_of,
@@ -38,7 +39,7 @@ def _truth(image: str, root: Path) -> list[tuple[str, str, str]]:
     (ALPINE, "apk", "alpine"),
 ])
 def test_image_inventory_equals_package_database(
-    atomicscan: Atomicscan, engine: Engine, host_before: object, image: str, kind: str,
+    atomicscan: Atomicscan, engine: Engine, host_before: HostSnapshot, image: str, kind: str,
     os_id: str | None,
 ) -> None:
     with mounted_image(image) as root:
@@ -63,7 +64,7 @@ def test_image_inventory_equals_package_database(
     raw = Path(report["results_dir"]) / engine.image_id(image) / "json"
     assert raw.is_file(), "the scanner's raw output is kept in the results directory"
     assert (Path(report["results_dir"]) / "report.json").is_file()
-    assert_no_leftovers(host_before, atomicscan.state_dir)  # type: ignore[arg-type]
+    assert_no_leftovers(host_before, atomicscan.state_dir)
 
 
 def test_debian_sources_and_epochs_are_reported(atomicscan: Atomicscan) -> None:
@@ -104,7 +105,9 @@ def test_running_and_stopped_containers_are_scanned_as_they_are(
     assert_no_leftovers(host_before, atomicscan.state_dir)
 
 
-def test_rootfs_directory(atomicscan: Atomicscan, host_before: object, tmp_path: Path) -> None:
+def test_rootfs_directory(
+    atomicscan: Atomicscan, host_before: HostSnapshot, tmp_path: Path
+) -> None:
     tree = tmp_path / "tree"
     with mounted_image(ALPINE) as root:
         shutil.copytree(root, tree, symlinks=True)
@@ -117,7 +120,7 @@ def test_rootfs_directory(atomicscan: Atomicscan, host_before: object, tmp_path:
     assert result["target_type"] == "rootfs"
     assert result["runtime"] is None
     assert packages_of(result) == expected
-    assert_no_leftovers(host_before, atomicscan.state_dir)  # type: ignore[arg-type]
+    assert_no_leftovers(host_before, atomicscan.state_dir)
 
 
 def test_empty_rootfs_is_a_successful_scan_with_a_note(atomicscan: Atomicscan,

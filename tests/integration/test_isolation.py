@@ -10,6 +10,7 @@ from helpers import (
     DEBIAN,
     Atomicscan,
     Engine,
+    HostSnapshot,
     assert_no_leftovers,
     snapshot,
     tree_digest,
@@ -64,7 +65,7 @@ def test_scanner_runs_locked_down_and_cannot_write_the_target(
 
 
 def test_symlink_output_to_a_host_file_is_refused(
-    atomicscan: Atomicscan, host_before: object, tmp_path: Path, unique: str
+    atomicscan: Atomicscan, host_before: HostSnapshot, tmp_path: Path, unique: str
 ) -> None:
     secret_text = f"host-secret-{unique}"
     secret = tmp_path / "secret.json"
@@ -85,10 +86,12 @@ def test_symlink_output_to_a_host_file_is_refused(
         assert not path.is_symlink()
         if path.is_file():
             assert secret_text not in path.read_text(errors="replace")
-    assert_no_leftovers(host_before, atomicscan.state_dir)  # type: ignore[arg-type]
+    assert_no_leftovers(host_before, atomicscan.state_dir)
 
 
-def test_invalid_json_output_fails_the_scan(atomicscan: Atomicscan, host_before: object) -> None:
+def test_invalid_json_output_fails_the_scan(
+    atomicscan: Atomicscan, host_before: HostSnapshot
+) -> None:
     atomicscan.add_scanner("garbler", (
         'for d in /scanin/*; do k=$(basename "$d"); mkdir -p "/scanout/$k"; '
         "printf '{\"Successful\": tru' > \"/scanout/$k/json\"; done"))
@@ -98,10 +101,10 @@ def test_invalid_json_output_fails_the_scan(atomicscan: Atomicscan, host_before:
     assert run.returncode == 1
     (result,) = run.json()["results"]
     assert "not valid JSON" in result["error"]
-    assert_no_leftovers(host_before, atomicscan.state_dir)  # type: ignore[arg-type]
+    assert_no_leftovers(host_before, atomicscan.state_dir)
 
 
-def test_huge_output_fails_the_scan(atomicscan: Atomicscan, host_before: object) -> None:
+def test_huge_output_fails_the_scan(atomicscan: Atomicscan, host_before: HostSnapshot) -> None:
     atomicscan.add_scanner("flooder", (
         'for d in /scanin/*; do k=$(basename "$d"); mkdir -p "/scanout/$k"; '
         'head -c 40000000 /dev/zero > "/scanout/$k/json"; done'))
@@ -113,11 +116,11 @@ def test_huge_output_fails_the_scan(atomicscan: Atomicscan, host_before: object)
     assert "limit" in result["error"]
     kept = sum(p.stat().st_size for p in atomicscan.results_dir.rglob("*") if p.is_file())
     assert kept < 1_000_000, "the refused output must not be copied into the results"
-    assert_no_leftovers(host_before, atomicscan.state_dir)  # type: ignore[arg-type]
+    assert_no_leftovers(host_before, atomicscan.state_dir)
 
 
 def test_missing_output_and_crash_fail_with_the_exit_status(
-    atomicscan: Atomicscan, host_before: object
+    atomicscan: Atomicscan, host_before: HostSnapshot
 ) -> None:
     atomicscan.add_scanner("crasher", "echo 'scanner blew up' >&2; exit 3")
 
@@ -130,7 +133,7 @@ def test_missing_output_and_crash_fail_with_the_exit_status(
     assert "scanner blew up" in result["error"]
     (line,) = run.stderr.strip().splitlines()
     assert line.startswith("atomicscan: error: image") and "status 3" in line
-    assert_no_leftovers(host_before, atomicscan.state_dir)  # type: ignore[arg-type]
+    assert_no_leftovers(host_before, atomicscan.state_dir)
 
 
 def test_scanner_gets_each_targets_config_read_only(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Protocol
 
 import pytest
 from helpers import ALPINE, podman_env
@@ -25,15 +25,21 @@ def _isolated_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv(key, value)
 
 
+class ScanWith(Protocol):
+    """The ``scan`` fixture: a real packages scan of the Alpine-like image with these plugins."""
+
+    def __call__(self, *plugins: object) -> Report: ...
+
+
 @pytest.fixture
-def scan(runtime: str) -> object:
+def scan(runtime: str) -> ScanWith:
     def run(*plugins: object) -> Report:
         request = ScanRequest(targets=(ALPINE,), scanner="packages", runtime=runtime)
         return ScanRun(Plugins.load(plugins, entry_points=False), request).execute()
     return run
 
 
-def test_process_result_plugin_adds_a_finding_to_a_real_scan(scan: Any) -> None:
+def test_process_result_plugin_adds_a_finding_to_a_real_scan(scan: ScanWith) -> None:
     class FlagMusl:
         @hookimpl
         def atomicscan_process_result(self, result: ScanResult, scanner: Scanner) -> ScanResult:
@@ -50,7 +56,7 @@ def test_process_result_plugin_adds_a_finding_to_a_real_scan(scan: Any) -> None:
     assert flagged.results[0].packages == plain.results[0].packages
 
 
-def test_merge_plugin_overrides_the_builtin_merge(scan: Any) -> None:
+def test_merge_plugin_overrides_the_builtin_merge(scan: ScanWith) -> None:
     class CountingMerge:
         @hookimpl
         def atomicscan_merge_results(self, results: Sequence[ScanResult], scanner: Scanner,

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from atomicscan.targetconfig import normalize
 
 
 def test_docker_style_image() -> None:
-    inspect = {"Config": {"User": "app", "Env": ["A=1"], "Entrypoint": ["/init"], "Cmd": None,
-                          "ExposedPorts": {"22/tcp": {}, "80/tcp": {}},
-                          "Healthcheck": {"Test": ["CMD", "true"]},
-                          "Volumes": {"/data": {}}, "WorkingDir": "/srv",
-                          "Labels": {"a": "b"}}}
+    inspect: dict[str, Any] = {
+        "Config": {"User": "app", "Env": ["A=1"], "Entrypoint": ["/init"], "Cmd": None,
+                   "ExposedPorts": {"22/tcp": {}, "80/tcp": {}},
+                   "Healthcheck": {"Test": ["CMD", "true"]},
+                   "Volumes": {"/data": {}}, "WorkingDir": "/srv",
+                   "Labels": {"a": "b"}}}
     config = normalize(inspect, ["web:1.0"])
     assert config == {"user": "app", "env": ["A=1"], "entrypoint": ["/init"], "cmd": None,
                       "exposed_ports": ["22/tcp", "80/tcp"], "labels": {"a": "b"},
