@@ -159,7 +159,7 @@ class DockerRuntime(ListingRuntime):
         found: dict[str, dict[str, Any]] = {}
         if not ids:
             return found
-        result = self._docker(kind, "inspect", *ids, check=False)
+        result = self._docker(kind, "inspect", "--", *ids, check=False)
         try:
             rows = json.loads(result.stdout or "[]")
         except json.JSONDecodeError:

@@ -107,10 +107,11 @@ class PodmanRuntime(ListingRuntime):
 
     def _inspect_many(self, kind: str, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         # podman prints what it found and exits non-zero when any reference is unknown,
-        # so a target removed since it was listed costs only its own entry.
+        # so a target removed since it was listed costs only its own entry. After "--" a
+        # user's reference can never be taken for an option.
         found: dict[str, dict[str, Any]] = {}
         for start in range(0, len(ids), INSPECT_CHUNK):
-            result = self._podman(kind, "inspect", *ids[start:start + INSPECT_CHUNK],
+            result = self._podman(kind, "inspect", "--", *ids[start:start + INSPECT_CHUNK],
                                   check=False)
             try:
                 rows = json.loads(result.stdout or "[]")
