@@ -40,7 +40,9 @@ def atomicscan_add_runtimes(registry: RuntimeRegistry) -> None:
     object implementing :class:`atomicscan.runtime.Runtime`. Called once per plugin. A
     runtime whose CLI lists its containers and images can start from
     :class:`atomicscan.listing.ListingRuntime`, which podman and docker share: it resolves
-    all of a run's references against one listing of each kind and inspects each batch once.
+    all of a run's references against one listing of each kind, and gets the configurations
+    of a batch's targets for ``/scanmeta`` with one inspect per kind, reusing what it
+    inspected before.
     """
 
 

@@ -9,20 +9,33 @@ differ; :class:`ListingRuntime` keeps the rest in one place.
 from __future__ import annotations
 
 import abc
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from atomicscan import targetconfig
+from atomicscan.errors import AtomicscanError
 from atomicscan.runtime import Runtime, Target
 from atomicscan.targets import Candidate, match_container, match_image, not_found
 
+log = logging.getLogger(__name__)
+
 
 class ListingRuntime(Runtime):
-    """A runtime that resolves references against one listing of each kind per call."""
+    """A runtime that resolves references against one listing of each kind per call.
 
-    def __init__(self) -> None:
-        # An image ID names fixed content: its inspect holds for the runtime's lifetime.
-        self._image_inspects: dict[str, dict[str, Any]] = {}
+    Subclasses implement the listings and the batched inspect; they override
+    :meth:`resolve_all` and :meth:`target_configs` (not :meth:`resolve` or
+    :meth:`target_config`, which only delegate to them) to change how targets are found.
+    """
+
+    @property
+    def _image_inspects(self) -> dict[str, dict[str, Any]]:
+        """Image inspects made during the current run, by image ID (created on first use,
+        so a subclass need not call ``__init__``). An image ID names fixed content, but its
+        tags and storage paths can change between runs: each run starts with it empty."""
+        cache: dict[str, dict[str, Any]] = self.__dict__.setdefault("_image_inspect_cache", {})
+        return cache
 
     # -- what each runtime provides -------------------------------------------------------
 
@@ -61,6 +74,7 @@ class ListingRuntime(Runtime):
     def resolve_all(self, refs: Sequence[str]) -> dict[str, Target]:
         # One container listing for every reference; the image listing (the slow one on
         # a busy host) only for what the cheaper look-up left over.
+        self._image_inspects.clear()  # a run starts here or in list_targets
         containers = self._containers()
         found: dict[str, Target] = {}
         image_refs: list[str] = []
@@ -94,6 +108,7 @@ class ListingRuntime(Runtime):
     def list_targets(self, *, images: bool, containers: bool,
                      dangling: bool = False) -> list[Target]:
         found: list[Target] = []
+        self._image_inspects.clear()
         if containers:
             found += [self._target((c.names or (c.id[:12],))[0], c, "container")
                       for c in self._containers()]
@@ -102,20 +117,31 @@ class ListingRuntime(Runtime):
                       for i in self._images() if i.names or dangling]
         return found
 
-    def _image_inspect(self, image_id: str) -> dict[str, Any] | None:
-        if image_id not in self._image_inspects:
-            self._inspect_images([image_id])
-        return self._image_inspects.get(image_id)
-
     def _inspect_images(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         found = self._inspect_many("image", ids)
         self._image_inspects.update(found)
         return found
 
+    def _inspect_each(self, kind: str, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """:meth:`_inspect_many`, then one by one for what it left out: a runtime may print
+        nothing at all when one of several IDs fails, and a target that vanished since it
+        was mounted must cost only its own configuration."""
+        found: dict[str, dict[str, Any]] = {}
+        try:
+            found.update(self._inspect_many(kind, ids))
+            if len(ids) > 1:
+                for missing in [i for i in ids if i not in found]:
+                    found.update(self._inspect_many(kind, [missing]))
+        except AtomicscanError as exc:
+            # A runtime that hangs: the configuration is best effort, the scan goes on.
+            log.info("%s %s inspect failed: %s", self.name, kind, exc)
+        return found
+
     def target_configs(self, targets: Sequence[Target]) -> dict[str, dict[str, Any] | None]:
-        self._inspect_images([t.id for t in targets
-                              if t.type == "image" and t.id not in self._image_inspects])
-        containers = self._inspect_many("container",
+        self._image_inspects.update(self._inspect_each(
+            "image", [t.id for t in targets
+                      if t.type == "image" and t.id not in self._image_inspects]))
+        containers = self._inspect_each("container",
                                         [t.id for t in targets if t.type == "container"])
         configs: dict[str, dict[str, Any] | None] = {}
         for target in targets:

@@ -18,6 +18,7 @@ from typing import Any
 
 from atomicscan import cache, cleanup, mounts, retention
 from atomicscan.errors import (
+    AmbiguousTargetError,
     AtomicscanError,
     RuntimeUnavailableError,
     ScannerImageMissingError,
@@ -270,7 +271,16 @@ class ScanRun:
         groups: dict[str, tuple[Runtime, list[Target]]] = {}
         # All references at once: a runtime answers them with a few listings in total.
         refs = list(dict.fromkeys(self.request.targets))
-        resolved = {r.name: r.resolve_all(refs) if refs else {} for r in runtimes}
+        try:
+            resolved = {r.name: r.resolve_all(refs) if refs else {} for r in runtimes}
+        except AmbiguousTargetError:
+            # Report the first bad reference in the order given, as one by one would.
+            resolved = {r.name: {} for r in runtimes}
+            for ref in refs:
+                for runtime in runtimes:
+                    with contextlib.suppress(TargetNotFoundError):
+                        resolved[runtime.name][ref] = runtime.resolve(ref)
+                self._resolve_one(ref, runtimes, resolved)
         for ref in self.request.targets:
             target = self._resolve_one(ref, runtimes, resolved)
             runtime = next(r for r in runtimes if r.name == target.runtime)

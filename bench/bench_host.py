@@ -845,8 +845,8 @@ def bench_resolution(tags: Sequence[str], ids: Sequence[str], repeat: int
 
     probes: dict[str, Callable[[], None]] = {
         f"resolve the {len(tags)} references together (what a run does)": together,
-        f"resolve each of the {len(tags)} references on its own (runs before 2026-11-27)":
-            each,
+        f"resolve each of the {len(tags)} references on its own (a podman ps and an inspect "
+        "each, as commit 55257c1 did)": each,
         "list images and containers once (--images / --all)": listing,
     }
     samples = {name: Samples() for name in probes}

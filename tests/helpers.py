@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from atomicscan.state import root_tag
+
 HOST_CONF = Path("/etc/atomicscan/containers.conf")
 
 DEBIAN = "localhost/atomicscan-test/debian:bookworm"
@@ -66,6 +68,17 @@ class Engine:
         out = self("ps", "--all", "--filter", "label=io.atomicscan.run", "--format",
                    "{{.ID}} {{.Names}}").stdout
         return [f"{self.name}:{line}" for line in out.splitlines() if line.strip()]
+
+    def scanner_containers(self, state_dir: Path) -> list[str]:
+        """Names of the scanner containers of runs under ``state_dir`` only: other runs on
+        this host (other tests, other people) carry the same label with another root tag."""
+        label = ('{{index .Labels "io.atomicscan.run"}}' if self.name == "podman"
+                 else '{{.Label "io.atomicscan.run"}}')
+        out = self("ps", "--all", "--filter", "label=io.atomicscan.run", "--format",
+                   "{{.Names}} " + label).stdout
+        suffix = "@" + root_tag(state_dir)
+        return [name for name, _, value in (line.partition(" ") for line in out.splitlines())
+                if value.strip().endswith(suffix)]
 
     @contextlib.contextmanager
     def image_root(self, name: str) -> Iterator[list[Path]]:

@@ -78,7 +78,6 @@ class DockerRuntime(ListingRuntime):
     def __init__(self, binary: str = "docker") -> None:
         self.binary = binary
         self._checked = False
-        super().__init__()
         self._storage_info: dockerfs.DockerStorage | None = None
 
     def _docker(self, *args: str, check: bool = True, timeout: float = 300.0
@@ -170,8 +169,8 @@ class DockerRuntime(ListingRuntime):
         return found
 
     def _inspect(self, target: Target) -> dict[str, Any]:
-        if target.type == "image" and target.id in self._image_inspects:
-            return self._image_inspects[target.id]
+        # Always fresh: the layer directories to mount are read from it. /scanmeta reuses
+        # an image's (see ListingRuntime.target_configs).
         kind = "container" if target.type == "container" else "image"
         try:
             found = json.loads(self._docker(kind, "inspect", target.id).stdout)

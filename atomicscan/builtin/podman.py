@@ -67,7 +67,6 @@ class PodmanRuntime(ListingRuntime):
         self.binary = binary
         self.env = podman_environment()
         self._checked: str | None = None
-        super().__init__()
 
     def _podman(self, *args: str, check: bool = True, timeout: float = 300.0
                 ) -> proc.Completed:

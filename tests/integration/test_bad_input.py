@@ -56,6 +56,18 @@ def test_ambiguous_name_exits_2_and_lists_the_candidates(
     assert f"localhost/{ambiguous_name}:latest" in line
 
 
+def test_the_first_bad_reference_is_the_one_reported(
+    atomicscan: Atomicscan, ambiguous_name: str
+) -> None:
+    # References are resolved together, but errors come in the order they were given.
+    missing = atomicscan("--scanner", "packages", "localhost/no-such-image:1", ambiguous_name)
+    ambiguous = atomicscan("--scanner", "packages", ambiguous_name, "localhost/no-such-image:1")
+
+    assert missing.returncode == ambiguous.returncode == 2
+    assert "'localhost/no-such-image:1' is neither" in _one_line(missing.stderr)
+    assert "matches 2 images" in _one_line(ambiguous.stderr)
+
+
 def test_without_scanner_the_choices_are_listed_when_several(atomicscan: Atomicscan) -> None:
     atomicscan.add_scanner("second", "true")
     run = atomicscan(DEBIAN)
