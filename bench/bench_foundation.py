@@ -43,6 +43,7 @@ from typing import Any
 from benchlib import (
     BenchError,
     Done,
+    MountKeeper,
     Samples,
     Terminated,
     _on_sigterm,
@@ -144,15 +145,7 @@ def export_into(container: str, directory: Path) -> None:
 # --------------------------------------------------------------------------- clean-up
 
 
-def image_is_mounted(image: str) -> bool:
-    """Whether podman lists ``image`` as mounted (by anyone)."""
-    image_id = run(["podman", "image", "inspect", "--format", "{{.Id}}", image],
-                   capture=True, check=False).stdout.strip()
-    listed = run(["podman", "image", "mount"], capture=True, check=False).stdout
-    return bool(image_id) and image_id in listed
-
-
-class Janitor:
+class Janitor(MountKeeper):
     """Sets things up for the benchmark, remembering each until it is taken down again.
 
     ``close`` takes down whatever is still up: binds, image mounts, containers, and last
@@ -160,46 +153,11 @@ class Janitor:
     """
 
     def __init__(self, workdir: Path) -> None:
-        self.workdir = workdir
-        self.binds: list[Path] = []
-        self.image_mounts: list[str] = []
+        super().__init__(workdir, run)
         self.containers: list[str] = []
-        self._serial = 0
-
-    def scratch(self, prefix: str) -> Path:
-        self._serial += 1
-        path = self.workdir / f"{prefix}-{self._serial}"
-        path.mkdir()
-        return path
-
-    def mount_image(self, image: str) -> Path:
-        # Remembered first: a mount cut short by Ctrl-C may have happened and is undone too.
-        self.image_mounts.append(image)
-        try:
-            merged = run(["podman", "image", "mount", image], capture=True).stdout.strip()
-        except BenchError:
-            self.image_mounts.remove(image)  # podman said it failed: nothing to undo
-            raise
-        return Path(merged)
-
-    def unmount_image(self, image: str) -> None:
-        run(["podman", "image", "unmount", image])
-        self.image_mounts.remove(image)
-
-    def bind_readonly(self, source: Path, mountpoint: Path) -> None:
-        mountpoint.mkdir()
-        self.binds.append(mountpoint)
-        run(["mount", "--bind", source, mountpoint])
-        run(["mount", "-o", "remount,bind,ro", mountpoint])
-
-    def unbind(self, mountpoint: Path) -> None:
-        run(["umount", mountpoint])
-        self.binds.remove(mountpoint)
-        mountpoint.rmdir()
 
     def create_container(self, image: str) -> str:
-        self._serial += 1
-        name = f"atomicscan-bench-{os.getpid()}-{self._serial}"
+        name = f"atomicscan-bench-{os.getpid()}-{self.next_serial()}"
         self.containers.append(name)
         run(["podman", "create", "--name", name, image])
         return name
@@ -210,29 +168,11 @@ class Janitor:
 
     def close(self) -> list[str]:
         """Take everything down; return what could not be."""
-        problems: list[str] = []
-        for mountpoint in reversed(self.binds):
-            if (mountpoint in mount_points_under(mountpoint)
-                    and run(["umount", mountpoint], check=False).returncode != 0):
-                run(["umount", "--lazy", mountpoint], check=False)
-        self.binds.clear()
-        for image in reversed(self.image_mounts):
-            done = run(["podman", "image", "unmount", image], check=False)
-            if done.returncode != 0 and image_is_mounted(image):
-                problems.append(f"podman image unmount {image}: {done.stderr.strip()}")
-        self.image_mounts.clear()
+        problems = self.release_mounts()
         for name in reversed(self.containers):
             run(["podman", "rm", "--force", "--ignore", name], check=False)
         self.containers.clear()
-        # An atomicscan run stopped half-way unmounts itself on SIGTERM; this is the last net.
-        for point in mount_points_under(self.workdir):
-            if run(["umount", point], check=False).returncode != 0:
-                run(["umount", "--lazy", point], check=False)
-        problems.extend(f"still mounted: {point}" for point in mount_points_under(self.workdir))
-        shutil.rmtree(self.workdir, ignore_errors=True)
-        if self.workdir.exists():
-            problems.append(f"could not remove {self.workdir}")
-        return problems
+        return problems + self.release_workdir()
 
 
 # --------------------------------------------------------------------------- statistics
@@ -735,7 +675,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         tools = Tools.find(workdir)
         require_images([DEBIAN, SCANNER_IMAGE, *(IMAGES[label] for label in args.labels)])
         facts = machine_facts(tools, workdir)
-        mounted = [label for label, image in IMAGES.items() if image_is_mounted(image)]
+        mounted = [label for label, image in IMAGES.items() if janitor.image_is_mounted(image)]
         facts["images already mounted by others at start"] = ", ".join(mounted) or "none"
         rootfs = None if args.skip_rootfs else bench_rootfs(janitor, args.repeat, log)
         scans = bench_scans(janitor, tools, args.labels, args.repeat, log)

@@ -64,6 +64,8 @@ sys.path.insert(0, str(REPO))
 from benchlib import (  # noqa: E402 - after the sys.path set-up, like atomicscan
     BenchError,
     Done,
+    MountKeeper,
+    Samples,
     Terminated,
     _on_sigterm,
     mount_points_under,
@@ -245,12 +247,7 @@ def run_measured(argv: Sequence[str | Path], *, env: Mapping[str, str], scratch:
 # --------------------------------------------------------------------------- clean-up
 
 
-def force_unmount(point: Path) -> None:
-    if run(["umount", point], check=False).returncode != 0:
-        run(["umount", "--lazy", point], check=False)
-
-
-class Janitor:
+class Janitor(MountKeeper):
     """Sets things up for the benchmark, remembering each until it is taken down again.
 
     ``close`` takes down whatever is still up: binds, image mounts, what an atomicscan run
@@ -258,19 +255,11 @@ class Janitor:
     """
 
     def __init__(self, workdir: Path) -> None:
-        self.workdir = workdir
-        self.binds: list[Path] = []
-        self.image_mounts: list[str] = []
+        # Bound as atomicscan presents a rootfs: read-only, nosuid and nodev.
+        super().__init__(workdir, run, bind_options="ro,nosuid,nodev")
         self.images: list[str] = []
         self.built_ids: list[str] = []
         self.run_ids: set[str] = set()
-        self._serial = 0
-
-    def scratch(self, prefix: str) -> Path:
-        self._serial += 1
-        path = self.workdir / f"{prefix}-{self._serial}"
-        path.mkdir()
-        return path
 
     def discard(self, path: Path) -> None:
         """Remove a scratch directory, unless something is still mounted in it."""
@@ -296,32 +285,6 @@ class Janitor:
         self.images = left
         return left
 
-    def mount_image(self, image: str) -> Path:
-        # Remembered first: a mount cut short by Ctrl-C may have happened and is undone too.
-        self.image_mounts.append(image)
-        try:
-            merged = run(["podman", "image", "mount", image], capture=True).stdout.strip()
-        except BenchError:
-            self.image_mounts.remove(image)  # podman said it failed: nothing to undo
-            raise
-        return Path(merged)
-
-    def unmount_image(self, image: str) -> None:
-        run(["podman", "image", "unmount", image])
-        self.image_mounts.remove(image)
-
-    def bind_readonly(self, source: Path, mountpoint: Path) -> None:
-        """As atomicscan presents a rootfs: a bind, made read-only, nosuid and nodev."""
-        mountpoint.mkdir()
-        self.binds.append(mountpoint)
-        run(["mount", "--bind", source, mountpoint])
-        run(["mount", "-o", "remount,bind,ro,nosuid,nodev", mountpoint])
-
-    def unbind(self, mountpoint: Path) -> None:
-        run(["umount", mountpoint])
-        self.binds.remove(mountpoint)
-        mountpoint.rmdir()
-
     def _after_hard_kills(self) -> None:
         """An atomicscan run killed by SIGKILL leaves its run directory, journal and
         containers behind; undo exactly those, as ``atomicscan cleanup`` would for them."""
@@ -329,7 +292,7 @@ class Janitor:
             for run_dir in (d for d in state_root.iterdir() if d.is_dir()):
                 self.run_ids.add(run_dir.name)
                 for point in mount_points_under(run_dir):
-                    force_unmount(point)
+                    self.force_unmount(point)
                 journal = run_dir / "journal.jsonl"
                 records = []
                 with contextlib.suppress(OSError):
@@ -345,30 +308,17 @@ class Janitor:
 
     def close(self) -> list[str]:
         """Take everything down; return what could not be."""
-        problems: list[str] = []
-        for mountpoint in reversed(self.binds):
-            if mountpoint in mount_points_under(mountpoint):
-                force_unmount(mountpoint)
-        self.binds.clear()
-        for image in reversed(self.image_mounts):
-            done = run(["podman", "image", "unmount", image], check=False)
-            if done.returncode != 0:
-                problems.append(f"podman image unmount {image}: {done.stderr.strip()}")
-        self.image_mounts.clear()
+        problems = self.release_mounts()
         self._after_hard_kills()
-        for point in mount_points_under(self.workdir):
-            force_unmount(point)
-        problems.extend(f"still mounted: {point}" for point in mount_points_under(self.workdir))
+        for point in mount_points_under(self.workdir):  # before the images go
+            self.force_unmount(point)
         problems.extend(f"image not removed: {tag}" for tag in self.remove_images())
         problems.extend(f"bench image still mounted: {image_id[:12]}"
                         for image_id in set(self.built_ids) & mounted_image_ids())
         problems.extend(f"scanner container left: {name}"
                         for name, run_id in labelled_scanner_containers()
                         if run_id in self.run_ids)
-        shutil.rmtree(self.workdir, ignore_errors=True)
-        if self.workdir.exists():
-            problems.append(f"could not remove {self.workdir}")
-        return problems
+        return problems + self.release_workdir()
 
 
 def labelled_scanner_containers() -> list[tuple[str, str]]:
@@ -395,26 +345,6 @@ def mounted_image_ids() -> set[str]:
 
 
 # --------------------------------------------------------------------------- statistics
-
-
-@dataclass
-class Samples:
-    values: list[float] = field(default_factory=list)
-
-    def add(self, value: float) -> None:
-        self.values.append(value)
-
-    @property
-    def median(self) -> float:
-        return statistics.median(self.values)
-
-    @property
-    def low(self) -> float:
-        return min(self.values)
-
-    @property
-    def high(self) -> float:
-        return max(self.values)
 
 
 def msecs(value: float) -> str:

@@ -63,6 +63,7 @@ from typing import Any
 from benchlib import (
     BenchError,
     Done,
+    MountKeeper,
     Samples,
     Terminated,
     _on_sigterm,
@@ -184,7 +185,7 @@ def first_line(argv: Sequence[str | Path]) -> str:
 # --------------------------------------------------------------------------- clean-up
 
 
-class Janitor:
+class Janitor(MountKeeper):
     """Sets things up for the benchmark, remembering each until it is taken down again.
 
     ``close`` takes down whatever is still up: binds, image mounts, containers, what an
@@ -193,55 +194,20 @@ class Janitor:
     """
 
     def __init__(self, workdir: Path) -> None:
-        self.workdir = workdir
-        self.binds: list[Path] = []
-        self.image_mounts: list[str] = []
+        super().__init__(workdir, run)
         self.containers: list[str] = []
         #: State directories given to atomicscan runs (ATOMICSCAN_STATE_DIR).
         self.state_dirs: list[Path] = []
         self.closed = False
-        self._serial = 0
-
-    def scratch(self, prefix: str) -> Path:
-        self._serial += 1
-        path = self.workdir / f"{prefix}-{self._serial}"
-        path.mkdir()
-        return path
 
     def container_name(self) -> str:
-        self._serial += 1
-        name = f"bench-openscap-{os.getpid()}-{self._serial}"
+        name = f"bench-openscap-{os.getpid()}-{self.next_serial()}"
         # Remembered first: a run cut short by Ctrl-C may still have created it.
         self.containers.append(name)
         return name
 
     def forget_container(self, name: str) -> None:
         self.containers.remove(name)
-
-    def mount_image(self, image: str) -> Path:
-        # Remembered first: a mount cut short by Ctrl-C may have happened and is undone too.
-        self.image_mounts.append(image)
-        try:
-            merged = run(["podman", "image", "mount", image], capture=True).stdout.strip()
-        except BenchError:
-            self.image_mounts.remove(image)  # podman said it failed: nothing to undo
-            raise
-        return Path(merged)
-
-    def unmount_image(self, image: str) -> None:
-        run(["podman", "image", "unmount", image])
-        self.image_mounts.remove(image)
-
-    def bind_readonly(self, source: Path, mountpoint: Path) -> None:
-        mountpoint.mkdir()
-        self.binds.append(mountpoint)
-        run(["mount", "--bind", source, mountpoint])
-        run(["mount", "-o", "remount,bind,ro", mountpoint])
-
-    def unbind(self, mountpoint: Path) -> None:
-        run(["umount", mountpoint])
-        self.binds.remove(mountpoint)
-        mountpoint.rmdir()
 
     def _undo_dead_atomicscan(self, state_dir: Path) -> list[str]:
         """Undo what an atomicscan run stopped half-way left, from its own journal.
@@ -262,8 +228,7 @@ class Janitor:
             for name in names:
                 run([*podman_rm(), name], check=False)
             for point in mount_points_under(run_dir):
-                if run(["umount", point], check=False).returncode != 0:
-                    run(["umount", "--lazy", point], check=False)
+                self.force_unmount(point)
             for record in reversed(state.read_journal(run_dir)):
                 target = str(record.get("id", ""))
                 if record.get("action") == "image-mount":
@@ -277,17 +242,7 @@ class Janitor:
     def close(self) -> list[str]:
         """Take everything down; return what could not be."""
         self.closed = True
-        problems: list[str] = []
-        for mountpoint in reversed(self.binds):
-            if (mountpoint in mount_points_under(mountpoint)
-                    and run(["umount", mountpoint], check=False).returncode != 0):
-                run(["umount", "--lazy", mountpoint], check=False)
-        self.binds.clear()
-        for image in reversed(self.image_mounts):
-            done = run(["podman", "image", "unmount", image], check=False)
-            if done.returncode != 0:
-                problems.append(f"podman image unmount {image}: {done.stderr.strip()}")
-        self.image_mounts.clear()
+        problems = self.release_mounts()
         for name in reversed(self.containers):
             run([*podman_rm(), name], check=False)
             if run(["podman", "container", "exists", name], check=False).returncode == 0:
@@ -295,16 +250,7 @@ class Janitor:
         self.containers.clear()
         for state_dir in self.state_dirs:
             problems += self._undo_dead_atomicscan(state_dir)
-        for point in mount_points_under(self.workdir):
-            if run(["umount", point], check=False).returncode != 0:
-                run(["umount", "--lazy", point], check=False)
-        still = mount_points_under(self.workdir)
-        problems.extend(f"still mounted: {point}" for point in still)
-        if not still:  # never delete through a mount into image storage
-            shutil.rmtree(self.workdir, ignore_errors=True)
-        if self.workdir.exists():
-            problems.append(f"could not remove {self.workdir}")
-        return problems
+        return problems + self.release_workdir()
 
 
 def podman_rm() -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import signal
 import statistics
 import time
@@ -9,7 +10,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, Protocol
 
 
 @dataclass
@@ -96,3 +97,98 @@ def stat_row(name: str, samples: Samples) -> list[str]:
     if not samples.values:
         return [name, "n/a", "n/a", "n/a"]
     return [name, secs(samples.median), secs(samples.low), secs(samples.high)]
+
+
+class Runner(Protocol):
+    """A script's ``run``: time ``argv``, keep stdout with ``capture``, raise
+    :class:`BenchError` on failure unless ``check`` is false."""
+
+    def __call__(self, argv: Sequence[str | Path], *, capture: bool = ...,
+                 check: bool = ...) -> Done: ...
+
+
+class MountKeeper:
+    """The scratch directories, image mounts and read-only binds a benchmark sets up, each
+    remembered before it is made, so :meth:`release_mounts` can take down whatever a
+    Ctrl-C left half done. A script's own janitor adds what else it sets up."""
+
+    def __init__(self, workdir: Path, run: Runner, bind_options: str = "ro") -> None:
+        self.workdir = workdir
+        self.binds: list[Path] = []
+        self.image_mounts: list[str] = []
+        self._run = run
+        self._bind_options = bind_options
+        self._serial = 0
+
+    def next_serial(self) -> int:
+        self._serial += 1
+        return self._serial
+
+    def scratch(self, prefix: str) -> Path:
+        path = self.workdir / f"{prefix}-{self.next_serial()}"
+        path.mkdir()
+        return path
+
+    def mount_image(self, image: str) -> Path:
+        # Remembered first: a mount cut short by Ctrl-C may have happened and is undone too.
+        self.image_mounts.append(image)
+        try:
+            merged = self._run(["podman", "image", "mount", image], capture=True).stdout.strip()
+        except BenchError:
+            self.image_mounts.remove(image)  # podman said it failed: nothing to undo
+            raise
+        return Path(merged)
+
+    def unmount_image(self, image: str) -> None:
+        self._run(["podman", "image", "unmount", image])
+        self.image_mounts.remove(image)
+
+    def bind_readonly(self, source: Path, mountpoint: Path) -> None:
+        """A bind of ``source``, then remounted with the keeper's options (``ro``...)."""
+        mountpoint.mkdir()
+        self.binds.append(mountpoint)
+        self._run(["mount", "--bind", source, mountpoint])
+        self._run(["mount", "-o", f"remount,bind,{self._bind_options}", mountpoint])
+
+    def unbind(self, mountpoint: Path) -> None:
+        self._run(["umount", mountpoint])
+        self.binds.remove(mountpoint)
+        mountpoint.rmdir()
+
+    def image_is_mounted(self, image: str) -> bool:
+        """Whether podman lists ``image`` as mounted (by anyone)."""
+        image_id = self._run(["podman", "image", "inspect", "--format", "{{.Id}}", image],
+                             capture=True, check=False).stdout.strip()
+        listed = self._run(["podman", "image", "mount"], capture=True, check=False).stdout
+        return bool(image_id) and image_id in listed
+
+    def force_unmount(self, point: Path) -> None:
+        if self._run(["umount", point], check=False).returncode != 0:
+            self._run(["umount", "--lazy", point], check=False)
+
+    def release_mounts(self) -> list[str]:
+        """Undo every bind and image mount still up; return the ones that failed."""
+        problems: list[str] = []
+        for mountpoint in reversed(self.binds):
+            if mountpoint in mount_points_under(mountpoint):
+                self.force_unmount(mountpoint)
+        self.binds.clear()
+        for image in reversed(self.image_mounts):
+            done = self._run(["podman", "image", "unmount", image], check=False)
+            if done.returncode != 0 and self.image_is_mounted(image):
+                problems.append(f"podman image unmount {image}: {done.stderr.strip()}")
+        self.image_mounts.clear()
+        return problems
+
+    def release_workdir(self) -> list[str]:
+        """Unmount what is left below the work directory (an atomicscan run stopped half-way
+        unmounts itself on SIGTERM: this is the last net) and remove it."""
+        for point in mount_points_under(self.workdir):
+            self.force_unmount(point)
+        still = mount_points_under(self.workdir)
+        problems = [f"still mounted: {point}" for point in still]
+        if not still:  # never delete through a mount into image storage
+            shutil.rmtree(self.workdir, ignore_errors=True)
+        if self.workdir.exists():
+            problems.append(f"could not remove {self.workdir}")
+        return problems
