@@ -47,12 +47,16 @@ from benchlib import (
     Samples,
     Terminated,
     _on_sigterm,
+    cpu_model,
+    first_line,
+    memory_total,
     mount_points_under,
     render_table,
     rotated,
     secs,
     stat_row,
     stopwatch,
+    syft_version,
 )
 
 REPO = Path(__file__).resolve().parent.parent
@@ -458,38 +462,15 @@ def bench_breakdown(janitor: Janitor, tools: Tools, repeat: int,
 # --------------------------------------------------------------------------- machine
 
 
-def first_line(argv: Sequence[str | Path], env: Mapping[str, str] | None = None) -> str:
-    try:
-        done = run(argv, env=env, capture=True, check=False)
-    except OSError as exc:
-        return f"unavailable ({exc})"
-    text = (done.stdout or done.stderr).strip()
-    return text.splitlines()[0] if text else "unavailable"
-
-
 def machine_facts(tools: Tools, workdir: Path) -> dict[str, str]:
-    cpu = "unknown"
-    for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
-        if line.startswith("model name"):
-            cpu = line.partition(":")[2].strip()
-            break
-    memory = "unknown"
-    for line in Path("/proc/meminfo").read_text(encoding="utf-8").splitlines():
-        if line.startswith("MemTotal:"):
-            memory = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
-            break
-    syft_version = "unknown"
-    for line in run([tools.syft, "version"], env=tools.syft_env, capture=True,
-                    check=False).stdout.splitlines():
-        if line.startswith("Version:"):
-            syft_version = line.partition(":")[2].strip()
-    store = first_line(["podman", "info", "--format",
-                        "{{.Store.GraphDriverName}} storage, {{.Host.OCIRuntime.Name}} runtime"])
-    tmp_fs = first_line(["findmnt", "--noheadings", "--output", "FSTYPE", "--target",
-                         str(workdir)])
+    cpu, memory = cpu_model(), memory_total()
+    store = first_line(run, ["podman", "info", "--format", "{{.Store.GraphDriverName}} storage, "
+                             "{{.Host.OCIRuntime.Name}} runtime"])
+    tmp_fs = first_line(run, ["findmnt", "--noheadings", "--output", "FSTYPE", "--target",
+                              str(workdir)])
     sizes = []
     for label, image in IMAGES.items():
-        size = first_line(["podman", "image", "inspect", "--format", "{{.Size}}", image])
+        size = first_line(run, ["podman", "image", "inspect", "--format", "{{.Size}}", image])
         if size.isdigit():
             megabytes = int(size) / 1e6
             sizes.append(f"{label} {megabytes:.1f} MB" if megabytes >= 1
@@ -500,10 +481,10 @@ def machine_facts(tools: Tools, workdir: Path) -> dict[str, str]:
         "CPU": cpu,
         "memory": memory,
         "kernel": platform.release(),
-        "podman": first_line(["podman", "--version"]),
+        "podman": first_line(run, ["podman", "--version"]),
         "podman setup": store,
-        "syft": syft_version,
-        "atomicscan": first_line([tools.atomicscan, "--version"]),
+        "syft": syft_version(run, tools.syft, tools.syft_env),
+        "atomicscan": first_line(run, [tools.atomicscan, "--version"]),
         "python": platform.python_version(),
         "temp dir": f"{workdir.parent} ({tmp_fs})",
         "image sizes": ", ".join(sizes),

@@ -68,11 +68,15 @@ from benchlib import (  # noqa: E402 - after the sys.path set-up, like atomicsca
     Samples,
     Terminated,
     _on_sigterm,
+    cpu_model,
+    first_line,
+    memory_total,
     mount_points_under,
     render_table,
     rotated,
     secs,
     stopwatch,
+    syft_version,
 )
 
 from atomicscan.builtin.podman import PodmanRuntime  # noqa: E402
@@ -863,15 +867,6 @@ def bench_fixed(janitor: Janitor, tag: str, repeat: int) -> dict[str, Samples]:
 # --------------------------------------------------------------------------- machine
 
 
-def first_line(argv: Sequence[str | Path], env: Mapping[str, str] | None = None) -> str:
-    try:
-        done = run(argv, env=env, capture=True, check=False)
-    except OSError as exc:
-        return f"unavailable ({exc})"
-    text = (done.stdout or done.stderr).strip()
-    return text.splitlines()[0] if text else "unavailable"
-
-
 def other_processes() -> str:
     """Processes that compete for the machine, by command name; this script's own children
     are not running when it is called."""
@@ -899,34 +894,20 @@ def image_count() -> str:
 
 
 def source_revision() -> str:
-    head = first_line(["git", "-C", REPO, "rev-parse", "--short", "HEAD"])
+    head = first_line(run, ["git", "-C", REPO, "rev-parse", "--short", "HEAD"])
     dirty = run(["git", "-C", REPO, "status", "--porcelain", "--untracked-files=no", "--",
                  "atomicscan", "scanners"], capture=True, check=False).stdout.strip()
     return f"{head}{' with uncommitted changes to atomicscan/ or scanners/' if dirty else ''}"
 
 
 def machine_facts(tools: Tools, workdir: Path) -> dict[str, str]:
-    cpu = "unknown"
-    for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
-        if line.startswith("model name"):
-            cpu = line.partition(":")[2].strip()
-            break
-    memory = "unknown"
-    for line in Path("/proc/meminfo").read_text(encoding="utf-8").splitlines():
-        if line.startswith("MemTotal:"):
-            memory = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
-            break
-    syft_version = "unknown"
-    for line in run([tools.syft, "version"], env=tools.syft_env, capture=True,
-                    check=False).stdout.splitlines():
-        if line.startswith("Version:"):
-            syft_version = line.partition(":")[2].strip()
-    setup = first_line(["podman", "info", "--format",
-                        "{{.Store.GraphDriverName}} storage, {{.Host.OCIRuntime.Name}} "
-                        "{{.Host.OCIRuntime.Version}}"])
-    tmp_fs = first_line(["findmnt", "--noheadings", "--output", "FSTYPE", "--target",
-                         str(workdir)])
-    size = first_line(["podman", "image", "inspect", "--format", "{{.Size}}", BASE_IMAGE])
+    cpu, memory = cpu_model(), memory_total()
+    setup = first_line(run, ["podman", "info", "--format",
+                             "{{.Store.GraphDriverName}} storage, {{.Host.OCIRuntime.Name}} "
+                             "{{.Host.OCIRuntime.Version}}"])
+    tmp_fs = first_line(run, ["findmnt", "--noheadings", "--output", "FSTYPE", "--target",
+                              str(workdir)])
+    size = first_line(run, ["podman", "image", "inspect", "--format", "{{.Size}}", BASE_IMAGE])
     base = f"{int(size) / 1e6:.1f} MB" if size.isdigit() else size
     return {
         "date (UTC)": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M"),
@@ -934,12 +915,12 @@ def machine_facts(tools: Tools, workdir: Path) -> dict[str, str]:
         "CPU": cpu,
         "memory": memory,
         "kernel": platform.release(),
-        "podman": f"{first_line(['podman', '--version'])} ({setup.splitlines()[0]})",
+        "podman": f"{first_line(run, ['podman', '--version'])} ({setup.splitlines()[0]})",
         "CONTAINERS_CONF": tools.env.get("CONTAINERS_CONF", "(unset)"),
-        "syft": syft_version,
-        "atomicscan": f"{first_line([tools.atomicscan, '--version'])} "
+        "syft": syft_version(run, tools.syft, tools.syft_env),
+        "atomicscan": f"{first_line(run, [tools.atomicscan, '--version'])} "
                       f"(Python {platform.python_version()}), commit {source_revision()}",
-        "host python3 for W": first_line([tools.python, "--version"]) + f" ({tools.python})",
+        "host python3 for W": first_line(run, [tools.python, "--version"]) + f" ({tools.python})",
         "atomicscan defaults here": f"-j {default_jobs()} (max(2, min(8, 2 * cpu_count))), "
                                     f"--batch-size {DEFAULT_BATCH_SIZE}",
         "temp dir": f"{workdir.parent} ({tmp_fs})",

@@ -67,6 +67,9 @@ from benchlib import (
     Samples,
     Terminated,
     _on_sigterm,
+    cpu_model,
+    first_line,
+    memory_total,
     mount_points_under,
     render_table,
     rotated,
@@ -171,15 +174,6 @@ def run(argv: Sequence[str | Path], *, env: Mapping[str, str] | None = None,
         raise BenchError(f"`{' '.join(command)}` exited {done.returncode}: "
                          f"{done.stderr.strip()[-800:]}")
     return done
-
-
-def first_line(argv: Sequence[str | Path]) -> str:
-    try:
-        done = run(argv, capture=True, check=False)
-    except OSError as exc:
-        return f"unavailable ({exc})"
-    text = (done.stdout or done.stderr).strip()
-    return text.splitlines()[0] if text else "unavailable"
 
 
 # --------------------------------------------------------------------------- clean-up
@@ -668,7 +662,7 @@ def sha256(path: Path) -> str:
 
 
 def image_size(image: str) -> str:
-    size = first_line(["podman", "image", "inspect", "--format", "{{.Size}}", image])
+    size = first_line(run, ["podman", "image", "inspect", "--format", "{{.Size}}", image])
     return f"{int(size) / 1e6:.1f} MB" if size.isdigit() else size
 
 
@@ -682,24 +676,15 @@ def scanner_oscap_version(janitor: Janitor) -> str:
 
 
 def machine_facts(ctx: Context, workdir: Path) -> dict[str, str]:
-    cpu = "unknown"
-    for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
-        if line.startswith("model name"):
-            cpu = line.partition(":")[2].strip()
-            break
-    memory = "unknown"
-    for line in Path("/proc/meminfo").read_text(encoding="utf-8").splitlines():
-        if line.startswith("MemTotal:"):
-            memory = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
-            break
-    setup = first_line(["podman", "info", "--format", "{{.Store.GraphDriverName}} storage, "
-                        "{{.Host.OCIRuntime.Version}}"])
+    cpu, memory = cpu_model(), memory_total()
+    setup = first_line(run, ["podman", "info", "--format", "{{.Store.GraphDriverName}} storage, "
+                             "{{.Host.OCIRuntime.Version}}"])
     images = run(["podman", "images", "--all", "--quiet"], capture=True,
                  check=False).stdout.split()
-    ssg = first_line(["podman", "image", "inspect", "--format",
-                      '{{index .Labels "io.atomicscan.ssg-version"}}', SCANNER_IMAGE])
-    tmp_fs = first_line(["findmnt", "--noheadings", "--output", "FSTYPE", "--target",
-                         str(workdir)])
+    ssg = first_line(run, ["podman", "image", "inspect", "--format",
+                           '{{index .Labels "io.atomicscan.ssg-version"}}', SCANNER_IMAGE])
+    tmp_fs = first_line(run, ["findmnt", "--noheadings", "--output", "FSTYPE", "--target",
+                              str(workdir)])
     host_command = ("OSCAP_PROBE_ROOT=ROOTFS oscap" if ctx.use_probe_root else "oscap-chroot")
     return {
         "date (UTC)": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M"),
@@ -707,18 +692,18 @@ def machine_facts(ctx: Context, workdir: Path) -> dict[str, str]:
         "CPU": cpu,
         "memory": memory,
         "kernel": platform.release(),
-        "podman": f"{first_line(['podman', '--version'])} ({setup})",
+        "podman": f"{first_line(run, ['podman', '--version'])} ({setup})",
         "images in root's podman storage (`images --all`)": str(len(images)),
-        "oscap on the host": first_line(["oscap", "--version"]),
+        "oscap on the host": first_line(run, ["oscap", "--version"]),
         "oscap in the scanner image": scanner_oscap_version(ctx.janitor),
         "HOST runs": host_command,
         "SCAP content": (f"{DATASTREAM_IN_IMAGE} of the scanner image (SSG {ssg}), "
                          f"{ctx.datastream.stat().st_size / 1e6:.1f} MB, sha256 "
                          f"{sha256(ctx.datastream)[:16]}…"),
         "profile": PROFILE,
-        "atomicscan": f"{first_line([ctx.atomicscan, '--version'])}, {source_state()}",
-        "scanner image": first_line(["podman", "image", "inspect", "--format",
-                                     "{{.Id}}", SCANNER_IMAGE])[:12],
+        "atomicscan": f"{first_line(run, [ctx.atomicscan, '--version'])}, {source_state()}",
+        "scanner image": first_line(run, ["podman", "image", "inspect", "--format",
+                                          "{{.Id}}", SCANNER_IMAGE])[:12],
         "python": platform.python_version(),
         "temp dir": f"{workdir.parent} ({tmp_fs})",
         "image sizes": f"target {image_size(TARGET)}, scanner {image_size(SCANNER_IMAGE)}",
@@ -729,7 +714,7 @@ def machine_facts(ctx: Context, workdir: Path) -> dict[str, str]:
 
 def source_state() -> str:
     """The checkout atomicscan runs from: its commit, and what is changed in it."""
-    head = first_line(["git", "-C", REPO, "rev-parse", "--short", "HEAD"])
+    head = first_line(run, ["git", "-C", REPO, "rev-parse", "--short", "HEAD"])
     changed = run(["git", "-C", REPO, "status", "--porcelain", "--", "atomicscan",
                    "scanners/openscap"], capture=True, check=False).stdout.splitlines()
     paths = ", ".join(line[3:] for line in changed)

@@ -55,6 +55,9 @@ from benchlib import (
     Samples,
     Terminated,
     _on_sigterm,
+    cpu_model,
+    first_line,
+    memory_total,
     mount_points_under,
     render_table,
     rotated,
@@ -164,15 +167,6 @@ def export_into(binary: str, container: str, directory: Path) -> None:
     if untar.returncode != 0:
         raise BenchError(f"tar -x exited {untar.returncode}: "
                          f"{untar_err.decode(errors='replace').strip()}")
-
-
-def first_line(argv: Sequence[str | Path]) -> str:
-    try:
-        done = run(argv, capture=True, check=False)
-    except OSError as exc:
-        return f"unavailable ({exc})"
-    text = (done.stdout or done.stderr).strip()
-    return text.splitlines()[0] if text else "unavailable"
 
 
 # --------------------------------------------------------------------------- clean-up
@@ -551,10 +545,10 @@ def bench_fixed_costs(janitor: Janitor, repeat: int) -> dict[str, Samples]:
 
 
 def podman_facts() -> dict[str, str]:
-    runtime = first_line(["podman", "info", "--format",
-                          "{{.Store.GraphDriverName}} storage, {{.Host.OCIRuntime.Name}} "
-                          "{{.Host.OCIRuntime.Version}}"])
-    return {"podman": f"{first_line(['podman', '--version'])} ({runtime})"}
+    runtime = first_line(run, ["podman", "info", "--format",
+                               "{{.Store.GraphDriverName}} storage, {{.Host.OCIRuntime.Name}} "
+                               "{{.Host.OCIRuntime.Version}}"])
+    return {"podman": f"{first_line(run, ['podman', '--version'])} ({runtime})"}
 
 
 def docker_facts() -> dict[str, str]:
@@ -566,8 +560,9 @@ def docker_facts() -> dict[str, str]:
               if isinstance(pair, list) and len(pair) == 2}
     runc = (info.get("RuncCommit") or {}).get("ID") or "?"
     containerd = (info.get("ContainerdCommit") or {}).get("ID") or "?"
+    client = first_line(run, ["docker", "version", "--format", "{{.Client.Version}}"])
     return {
-        "docker": (f"client {first_line(['docker', 'version', '--format', '{{.Client.Version}}'])}"
+        "docker": (f"client {client}"
                    f", server {info.get('ServerVersion')} ({info.get('Driver')} storage on "
                    f"{status.get('Backing Filesystem', '?')}, {info.get('DefaultRuntime')} "
                    f"runtime, runc {runc}, containerd {containerd[:12]}, "
@@ -607,18 +602,9 @@ def image_facts() -> str:
 
 
 def machine_facts(atomicscan: Path, workdir: Path) -> dict[str, str]:
-    cpu = "unknown"
-    for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
-        if line.startswith("model name"):
-            cpu = line.partition(":")[2].strip()
-            break
-    memory = "unknown"
-    for line in Path("/proc/meminfo").read_text(encoding="utf-8").splitlines():
-        if line.startswith("MemTotal:"):
-            memory = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
-            break
-    tmp_fs = first_line(["findmnt", "--noheadings", "--output", "FSTYPE", "--target",
-                         str(workdir)])
+    cpu, memory = cpu_model(), memory_total()
+    tmp_fs = first_line(run, ["findmnt", "--noheadings", "--output", "FSTYPE", "--target",
+                              str(workdir)])
     return {
         "date (UTC)": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M"),
         "nproc": str(os.cpu_count()),
@@ -627,7 +613,7 @@ def machine_facts(atomicscan: Path, workdir: Path) -> dict[str, str]:
         "kernel": platform.release(),
         **podman_facts(),
         **docker_facts(),
-        "atomicscan": first_line([atomicscan, "--version"]),
+        "atomicscan": first_line(run, [atomicscan, "--version"]),
         "python": platform.python_version(),
         "temp dir": f"{workdir.parent} ({tmp_fs})",
         "images (size as each runtime reports it)": image_facts(),

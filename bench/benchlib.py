@@ -6,7 +6,7 @@ import shutil
 import signal
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -103,8 +103,42 @@ class Runner(Protocol):
     """A script's ``run``: time ``argv``, keep stdout with ``capture``, raise
     :class:`BenchError` on failure unless ``check`` is false."""
 
-    def __call__(self, argv: Sequence[str | Path], *, capture: bool = ...,
-                 check: bool = ...) -> Done: ...
+    def __call__(self, argv: Sequence[str | Path], *, env: Mapping[str, str] | None = ...,
+                 capture: bool = ..., check: bool = ...) -> Done: ...
+
+
+def first_line(run: Runner, argv: Sequence[str | Path],
+               env: Mapping[str, str] | None = None) -> str:
+    """The first line a command prints (stdout, else stderr), for the machine facts."""
+    try:
+        done = run(argv, env=env, capture=True, check=False)
+    except OSError as exc:
+        return f"unavailable ({exc})"
+    text = (done.stdout or done.stderr).strip()
+    return text.splitlines()[0] if text else "unavailable"
+
+
+def _proc_field(path: str, prefix: str) -> str | None:
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        if line.startswith(prefix):
+            return line.partition(":")[2].strip()
+    return None
+
+
+def cpu_model() -> str:
+    return _proc_field("/proc/cpuinfo", "model name") or "unknown"
+
+
+def memory_total() -> str:
+    total = _proc_field("/proc/meminfo", "MemTotal:")
+    return f"{int(total.split()[0]) / 1024 / 1024:.1f} GiB" if total else "unknown"
+
+
+def syft_version(run: Runner, syft: Path, env: Mapping[str, str]) -> str:
+    for line in run([syft, "version"], env=env, capture=True, check=False).stdout.splitlines():
+        if line.startswith("Version:"):
+            return line.partition(":")[2].strip()
+    return "unknown"
 
 
 class MountKeeper:
