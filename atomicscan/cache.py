@@ -5,16 +5,23 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
+import stat
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from atomicscan.results import ScanResult
 from atomicscan.runtime import Target
+from atomicscan.safejson import JSONRefused, loads_strict
+
+log = logging.getLogger(__name__)
 
 # 2: entries hold what the scanner said, before plugins shaped it.
 VERSION = 2
+#: A cache entry is one target's result; anything bigger was not written by us.
+MAX_ENTRY_BYTES = 64 * 1024 * 1024
 
 
 def cache_dir(results_root: Path) -> Path:
@@ -49,15 +56,42 @@ def cache_key(target: Target, scanner_name: str, scanner_image_id: str, scan_typ
     return hashlib.sha256(material.encode()).hexdigest()
 
 
-def load(directory: Path, key: str, target: Target) -> ScanResult | None:
-    path = directory / f"{key}.json"
+def _trusted(info: os.stat_result) -> bool:
+    """Written by this user and changeable by nobody else: in a shared --output-dir another
+    user could otherwise plant a "successful" result for any image."""
+    return info.st_uid == os.geteuid() and not info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+
+
+def _read_trusted(path: Path) -> str | None:
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        if not _trusted(path.parent.lstat()) or not stat.S_ISDIR(path.parent.lstat().st_mode):
+            log.info("cache %s ignored: not a private directory of this user", path.parent)
+            return None
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode) or not _trusted(info):
+            log.info("cache entry %s ignored: not written by this user alone", path.name)
+            return None
+        return handle.read(MAX_ENTRY_BYTES + 1).decode("utf-8", errors="replace")
+
+
+def load(directory: Path, key: str, target: Target) -> ScanResult | None:
+    text = _read_trusted(directory / f"{key}.json")
+    if text is None or len(text) > MAX_ENTRY_BYTES:
+        return None
+    try:
+        doc = loads_strict(text)
+    except JSONRefused:
         return None
     if not isinstance(doc, dict) or doc.get("successful") is not True:
         return None
-    result = ScanResult.from_json(doc)
+    try:
+        result = ScanResult.from_json(doc)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
     raw_dir = result.raw_dir if result.raw_dir and result.raw_dir.is_dir() else None
     return result.replace(target=target.ref, cached=True, raw_dir=raw_dir)
 
@@ -67,11 +101,21 @@ def store(directory: Path, key: str, result: ScanResult) -> None:
     if not result.successful:
         return
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if not _trusted(directory.lstat()):
+        return  # someone else's directory: what we'd write there could not be trusted later
     doc: dict[str, Any] = result.to_json()
     doc.pop("cached", None)
     scratch = directory / f".{key}.{os.getpid()}.tmp"
-    scratch.write_text(json.dumps(doc), encoding="utf-8")
-    scratch.replace(directory / f"{key}.json")
+    scratch.unlink(missing_ok=True)
+    fd = os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(json.dumps(doc))
+        scratch.replace(directory / f"{key}.json")
+    except BaseException:
+        scratch.unlink(missing_ok=True)
+        raise
 
 
 def clear_stale_temp(directory: Path) -> None:

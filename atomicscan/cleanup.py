@@ -40,6 +40,22 @@ def _usable(runtimes: RuntimeRegistry) -> dict[str, Runtime]:
     return usable
 
 
+def _dead_run_of(name: str, label: str, ours: str, dead: set[str]) -> str | None:
+    """The dead run of ours that started container ``name``, or ``None``.
+
+    Anyone can put our label on a container; only one that names a run of this state root
+    whose directory is still here and whose process is gone, and is named the way that run
+    names its scanner containers, is removed.
+    """
+    run_id, _, tag = label.partition("@")
+    if tag != ours or not state.is_run_id(run_id) or run_id not in dead:
+        return None
+    prefix = f"atomicscan-{run_id}-"
+    if not (name.startswith(prefix) and name.removeprefix(prefix).isdigit()):
+        return None
+    return run_id
+
+
 def clean_stale(runtimes: RuntimeRegistry, root: Path | None = None, *,
                 always_containers: bool = False) -> CleanupReport:
     """Remove containers, mounts and state of dead runs; live runs are never touched.
@@ -52,17 +68,16 @@ def clean_stale(runtimes: RuntimeRegistry, root: Path | None = None, *,
     if not stale and not always_containers:
         return report
     usable = _usable(runtimes)
-    live = state.live_run_ids(root)
+    dead = {directory.name for directory in stale}
     ours = state.root_tag(root)
     for runtime in usable.values():
         for name, value in runtime.labelled_containers(RUN_LABEL):
-            run_id, _, tag = value.partition("@")
-            if tag and tag != ours:
-                continue  # a run under another state root: not ours to judge
-            if run_id not in live:
-                log.info("removing %s container %s of dead run %s", runtime.name, name, run_id)
-                runtime.remove_container(name)
-                report.containers.append(f"{runtime.name}:{name}")
+            run_id = _dead_run_of(name, value, ours, dead)
+            if run_id is None:
+                continue
+            log.info("removing %s container %s of dead run %s", runtime.name, name, run_id)
+            runtime.remove_container(name)
+            report.containers.append(f"{runtime.name}:{name}")
     for directory in stale:
         for point in mounts.mounts_under(directory):
             mounts.unmount(point)

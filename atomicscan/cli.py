@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
+import math
+import re
 import signal
 import sys
 import time
@@ -14,11 +17,12 @@ from types import FrameType
 from typing import Any, NoReturn
 
 import click
-from rich.console import Console
+from rich.text import Text
 
 from atomicscan import __version__
 from atomicscan.errors import AtomicscanError, ExitCode, Interrupted
 from atomicscan.progress import LiveProgress
+from atomicscan.safetext import console, printable, setup_logging
 
 EXIT_CODES_HELP = """\b
 Exit codes:
@@ -43,7 +47,36 @@ Other commands:
 
 {EXIT_CODES_HELP}"""
 
-stderr = Console(stderr=True)
+stderr = console(stderr=True)
+
+
+def _seconds(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
+    """A finite number of seconds above zero (``nan``, ``inf``, 0 and negatives refused)."""
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise click.BadParameter(f"{printable(value)!r} is not a number of seconds") from None
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise click.BadParameter(f"{printable(value)!r} is not a number of seconds above 0")
+    return seconds
+
+
+_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+
+
+def _byte_size(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
+    """``512m``, ``2g``, ``1048576``: a size in bytes, binary units, at least 16 MiB."""
+    if value is None:
+        return None
+    match = re.fullmatch(r"(\d{1,15})([kmg]?)i?b?", value.strip().lower())
+    if match is None:
+        raise click.BadParameter(f"{printable(value)!r} is not a size like 512m or 2g")
+    size = int(match.group(1)) * _UNITS[match.group(2)]
+    if size < 16 << 20:
+        raise click.BadParameter(f"{printable(value)!r} is below the 16m a scanner needs")
+    return size
 
 
 class _DefaultToScan(click.Group):
@@ -62,9 +95,7 @@ def cli() -> None:
 
 
 def _setup_logging(verbose: bool, debug: bool) -> None:
-    level = logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING
-    logging.basicConfig(level=level, stream=sys.stderr,
-                        format="atomicscan: %(levelname)s: %(message)s")
+    setup_logging(logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING)
 
 
 @cli.command(epilog=SCAN_EPILOG, context_settings={"max_content_width": 100})
@@ -96,14 +127,25 @@ def _setup_logging(verbose: bool, debug: bool) -> None:
               help="Arguments for the scanner, e.g. profile=standard.")
 @click.option("--rootfs", type=click.Path(path_type=Path), multiple=True, metavar="PATH",
               help="Scan a directory tree instead of an image or container (repeatable).")
+@click.option("--allow-host-rootfs", is_flag=True,
+              help="Allow --rootfs / (the host's own root, secrets included); refused "
+                   "without it.")
 @click.option("--output-dir", "--output_dir", type=click.Path(path_type=Path), metavar="DIR",
               help="Base directory for results [default: /var/lib/atomicscan]; results go "
                    "to DIR/<scanner>/<timestamp>/.")
-@click.option("--timeout", type=click.FloatRange(min=1), metavar="SECONDS",
-              help="Kill the scanner after this long; its targets fail.")
+@click.option("--timeout", callback=_seconds, metavar="SECONDS",
+              help="Kill a scanner container that runs longer than this; the targets of its "
+                   "batch fail [default: 1800].")
+@click.option("--memory", "memory", callback=_byte_size, metavar="SIZE",
+              help="Memory limit of each scanner container, e.g. 512m, 4g [default: 2g].")
 @click.option("--remediate", is_flag=True,
               help="After a compliance scan, build IMAGE:TAG-remediated with the scanner's "
-                   "fixes applied (images only, offline; the original is left untouched).")
+                   "fixes applied (images only, offline; the original is left untouched). "
+                   "The scanner's remediation.sh runs AS ROOT in that build and its result is "
+                   "the new image: built-in scanners only, unless --trust-scanner names it.")
+@click.option("--trust-scanner", "trusted", multiple=True, metavar="NAME",
+              help="Let --remediate run the fix script of scanner NAME, which is not built "
+                   "in (repeatable).")
 @click.option("--json", "as_json", is_flag=True,
               help="Print exactly one JSON document on stdout; messages go to stderr.")
 @click.option("--list", "list_scanners", is_flag=True,
@@ -115,9 +157,9 @@ def scan(targets: tuple[str, ...], runtime: str | None, all_images: bool,
          batch_size: int | None, no_cache: bool, keep: int | None, max_age: float | None,
          scanner: str | None,
          scan_type: str | None, scanner_args: str | None, rootfs: tuple[Path, ...],
-         output_dir: Path | None, timeout: float | None, remediate: bool, as_json: bool,
-         list_scanners: bool,
-         verbose: bool, debug: bool) -> None:
+         allow_host_rootfs: bool, output_dir: Path | None, timeout: float | None,
+         memory: int | None, remediate: bool, trusted: tuple[str, ...], as_json: bool,
+         list_scanners: bool, verbose: bool, debug: bool) -> None:
     """Scan images or containers (TARGET: name, name:tag or ID) with a scanner.
 
     Each target's root filesystem is mounted read-only on the host and handed to an
@@ -140,11 +182,10 @@ def scan(targets: tuple[str, ...], runtime: str | None, all_images: bool,
                              for name, why in runtimes.items()],
             }, indent=2))
         else:
-            console = Console()
-            console.print(scanners_table(plugins.scanners))
+            out = console()
+            out.print(scanners_table(plugins.scanners))
             for name, why in runtimes.items():
-                console.print(f"runtime {name}: {'usable' if why is None else why}",
-                              highlight=False)
+                out.print(printable(f"runtime {name}: {'usable' if why is None else why}"))
         return
     request = ScanRequest(
         targets=targets, rootfs=rootfs, scanner=scanner, scan_type=scan_type,
@@ -153,6 +194,7 @@ def scan(targets: tuple[str, ...], runtime: str | None, all_images: bool,
         images=all_images or everything, containers=all_containers or everything,
         include_dangling=include_dangling, jobs=jobs, batch_size=batch_size,
         use_cache=not no_cache, keep=keep, max_age_days=max_age,
+        allow_host_rootfs=allow_host_rootfs, trusted_scanners=trusted, memory_bytes=memory,
     )
     display = LiveProgress(stderr) if _live(as_json) else None
     run = ScanRun(plugins, request, progress=_progress(verbose),
@@ -165,19 +207,24 @@ def scan(targets: tuple[str, ...], runtime: str | None, all_images: bool,
                                or request.containers):
         failed = sum(not r.successful for r in report.results)
         cached = sum(r.cached for r in report.results)
-        stderr.print(f"atomicscan: {len(report.results)} target(s), {failed} failed, "
-                     f"{cached} cached, {time.monotonic() - started:.1f}s; results in "
-                     f"{report.results_dir}", highlight=False, soft_wrap=True)
+        stderr.print(printable(
+            f"atomicscan: {len(report.results)} target(s), {failed} failed, {cached} cached, "
+            f"{time.monotonic() - started:.1f}s; results in {report.results_dir}"),
+            soft_wrap=True)
     if as_json:
-        click.echo(json.dumps(report.to_json(), indent=2))
+        # Strict JSON: a NaN that got this far is a bug, never a document others can't read.
+        click.echo(json.dumps(report.to_json(), indent=2, allow_nan=False))
     else:
-        print_report(Console(), report)
+        print_report(console(), report)
     if not report.successful:
         # One line per failed target on stderr, so CI logs show why even with --json.
         for result in report.results:
             if not result.successful:
-                stderr.print(f"atomicscan: error: {result.target_type} {result.target}: "
-                             f"{result.error}", highlight=False, soft_wrap=True)
+                stderr.print(printable(f"atomicscan: error: {result.target_type} "
+                                       f"{result.target}: {result.error}"), soft_wrap=True)
+    if report.write_error:
+        _fail(report.write_error, ExitCode.SCAN_FAILED)
+    if not report.successful:
         raise SystemExit(ExitCode.SCAN_FAILED)
 
 
@@ -210,7 +257,7 @@ def _live(as_json: bool) -> bool:
 def _progress(verbose: bool) -> Any:
     def report(message: str) -> None:
         if verbose:
-            stderr.print(f"atomicscan: {message}", highlight=False)
+            stderr.print(printable(f"atomicscan: {message}"), soft_wrap=True)
     return report
 
 
@@ -228,12 +275,12 @@ def doctor(as_json: bool, verbose: bool, debug: bool) -> None:
     if as_json:
         click.echo(json.dumps([c.to_json() for c in checks], indent=2))
     else:
-        console = Console()
+        out = console()
         for check in checks:
-            mark = "[green]ok[/green]  " if check.ok else "[red]FAIL[/red]"
-            console.print(f"{mark} {check.name}: {check.detail}", highlight=False)
+            mark = ("ok  ", "green") if check.ok else ("FAIL", "red")
+            out.print(Text.assemble(mark, printable(f" {check.name}: {check.detail}")))
             if check.fix and not check.ok:
-                console.print(f"      fix: {check.fix}", highlight=False)
+                out.print(printable(f"      fix: {check.fix}"))
     if not all(check.ok for check in checks):
         raise SystemExit(ExitCode.SCAN_FAILED)
 
@@ -257,12 +304,12 @@ def plugins_command(as_json: bool) -> None:
             "errors": plugins.errors,
         }, indent=2))
         return
-    console = Console()
+    out = console()
     for info in infos:
         version = f" {info.version}" if info.version else ""
-        console.print(f"{info.name}{version}: {', '.join(info.hooks)}", highlight=False)
+        out.print(printable(f"{info.name}{version}: {', '.join(info.hooks)}"))
     for error in plugins.errors:
-        stderr.print(f"atomicscan: warning: {error}", highlight=False)
+        stderr.print(printable(f"atomicscan: warning: {error}"))
 
 
 @cli.command(name="cleanup")
@@ -288,7 +335,7 @@ def cleanup_command(as_json: bool, verbose: bool, debug: bool) -> None:
     else:
         for kind, items in report.to_json().items():
             for item in items:
-                stderr.print(f"removed {kind[:-1]} {item}", highlight=False)
+                stderr.print(printable(f"removed {kind[:-1]} {item}"))
 
 
 def _on_signal(signum: int, frame: FrameType | None) -> None:
@@ -302,7 +349,7 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
 
 
 def _fail(message: str, code: int) -> NoReturn:
-    stderr.print(f"atomicscan: error: {message}", highlight=False, soft_wrap=True)
+    stderr.print(printable(f"atomicscan: error: {message}"), soft_wrap=True)
     raise SystemExit(code)
 
 
@@ -326,6 +373,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         if debug:
             traceback.print_exc()
         _fail(exc.message, exc.exit_code)
+    except OSError as exc:
+        if debug or exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+            raise
+        # A full or read-only disk is the host's state, not a bug: one line, no traceback.
+        _fail(f"cannot write {exc.filename or 'results'}: {exc.strerror}", ExitCode.SCAN_FAILED)
     except Exception as exc:
         if debug:
             raise

@@ -70,10 +70,14 @@ def readonly_bind(source: Path, mountpoint: Path) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def scratch_tmpfs(mountpoint: Path, size_bytes: int, uid: int, gid: int) -> Iterator[Path]:
-    """A tmpfs of at most ``size_bytes`` owned by the scanner's user: its /scanout."""
+def scratch_tmpfs(mountpoint: Path, size_bytes: int, uid: int, gid: int, *,
+                  inodes: int | None = None) -> Iterator[Path]:
+    """A tmpfs of at most ``size_bytes`` (and ``inodes`` entries) owned by the scanner's user:
+    its /scanout. The inode cap stops a flood of empty directories, which cost no bytes."""
     mountpoint.mkdir(parents=True, exist_ok=True)
     options = f"size={size_bytes},mode=0700,uid={uid},gid={gid},nosuid,nodev,noexec"
+    if inodes is not None:
+        options += f",nr_inodes={inodes}"
     try:
         proc.run(["mount", "-t", "tmpfs", "-o", options, "atomicscan-scanout", str(mountpoint)])
     except CommandError as exc:

@@ -118,6 +118,7 @@ def run_bounded(
     timeout: float | None = None,
     output_limit: int = 256 * 1024,
     cancel: threading.Event | None = None,
+    cwd: str | os.PathLike[str] | None = None,
 ) -> Completed:
     """Run a possibly misbehaving command (a scanner): keep only the tail of its output.
 
@@ -135,6 +136,7 @@ def run_bounded(
             stderr=subprocess.PIPE,
             env=_environment(env),
             start_new_session=True,
+            cwd=cwd,
         )
     except FileNotFoundError as exc:
         raise CommandError(argv, 127, f"{argv[0]}: command not found") from exc

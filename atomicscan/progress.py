@@ -16,6 +16,7 @@ from rich.progress import (
 )
 
 from atomicscan.results import ScanResult
+from atomicscan.safetext import printable
 
 
 class LiveProgress:
@@ -25,7 +26,8 @@ class LiveProgress:
         self._progress = Progress(
             TextColumn("scanning"), BarColumn(), MofNCompleteColumn(),
             TextColumn("{task.fields[failed]} failed"), TimeElapsedColumn(),
-            TextColumn("{task.fields[current]}"),
+            # The current target's name is hostile text: shown escaped, never as markup.
+            TextColumn("{task.fields[current]}", markup=False),
             console=console, transient=True,
         )
         self._task: TaskID | None = None
@@ -50,4 +52,4 @@ class LiveProgress:
             self._failed += not result.successful
             if self._task is not None:
                 self._progress.update(self._task, advance=1, failed=self._failed,
-                                      current=result.target)
+                                      current=printable(result.target))

@@ -1,4 +1,8 @@
-"""Human-readable output: summaries and tables for a person at a terminal."""
+"""Human-readable output: summaries and tables for a person at a terminal.
+
+Everything here that came from an image, a scanner or the user is hostile text: it is
+escaped with :func:`~atomicscan.safetext.printable` and never read as rich markup.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +10,10 @@ from collections import Counter
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from atomicscan.results import Report, ScanResult
+from atomicscan.safetext import printable
 from atomicscan.scanners import ScannerRegistry
 
 
@@ -21,22 +27,24 @@ def scanners_table(registry: ScannerRegistry) -> Table:
     for scanner in registry:
         for index, scan_type in enumerate(scanner.scan_types.values()):
             marker = " *" if scan_type.name == scanner.default_scan else ""
-            table.add_row(
+            cells = (
                 scanner.name if index == 0 else "",
                 scan_type.name + marker,
                 scan_type.description or scanner.description,
                 scanner.image if index == 0 else "",
                 (", ".join(scanner.capabilities) or "none") if index == 0 else "",
             )
+            table.add_row(*(Text(printable(cell)) for cell in cells))
     return table
 
 
-def _result_line(result: ScanResult) -> str:
+def _result_line(result: ScanResult) -> Text:
     label = f"{result.target_type} {result.target}"
     if result.runtime:
         label += f" ({result.runtime}, {result.target_id[:12]})"
     if not result.successful:
-        return f"[red]FAILED[/red] {label}: {result.error}"
+        return Text.assemble(("FAILED", "red"), f" {printable(label)}: "
+                             f"{printable(result.error)}")
     parts = []
     if result.os is not None:
         parts.append(str(result.os.get("pretty_name") or result.os.get("id") or "unknown OS"))
@@ -48,21 +56,24 @@ def _result_line(result: ScanResult) -> str:
         shown = [f"{count} {outcome}" for outcome, count in result.counts.items() if count]
         parts.append(", ".join(shown) or "nothing evaluated")
     parts.append(f"{len(result.findings)} findings")
-    return f"[green]ok[/green] {label}: " + "; ".join(parts)
+    return Text.assemble(("ok", "green"), f" {printable(label)}: " + printable("; ".join(parts)))
+
+
+def _line(console: Console, text: str | Text) -> None:
+    shown = text if isinstance(text, Text) else Text(printable(text))
+    console.print(shown, highlight=False, markup=False, emoji=False, soft_wrap=True)
 
 
 def print_report(console: Console, report: Report) -> None:
     for result in report.results:
-        console.print(_result_line(result), highlight=False)
+        _line(console, _result_line(result))
         for name, path in result.files.items():
-            console.print(f"    {name}: {path}", highlight=False)
+            _line(console, f"    {name}: {path}")
         if result.remediated_image:
-            console.print(f"    remediated image: {result.remediated_image}", highlight=False)
+            _line(console, f"    remediated image: {result.remediated_image}")
         for note in result.notes:
-            console.print(f"    note: {note}", highlight=False)
+            _line(console, f"    note: {note}")
     failed = sum(not r.successful for r in report.results)
-    console.print(
-        f"{len(report.results)} target(s) scanned with {report.scanner} ({report.scan_type}), "
-        f"{failed} failed. Results: {report.results_dir}",
-        highlight=False,
-    )
+    _line(console,
+          f"{len(report.results)} target(s) scanned with {report.scanner} ({report.scan_type}), "
+          f"{failed} failed. Results: {report.results_dir}")

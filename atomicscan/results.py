@@ -180,6 +180,8 @@ class Report:
     results_dir: Path | None
     results: tuple[ScanResult, ...]
     extra: Mapping[str, Any] = field(default_factory=dict)
+    write_error: str | None = None
+    """Why ``report.json`` could not be written (a full disk); the report itself is whole."""
 
     @property
     def successful(self) -> bool:

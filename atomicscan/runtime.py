@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from atomicscan.errors import RuntimeUnavailableError, TargetNotFoundError, UsageError
+from atomicscan.isolation import DEFAULT_MEMORY_BYTES, DEFAULT_TMPFS_BYTES, default_cpus
 from atomicscan.proc import Completed
 
 #: Label on every scanner container atomicscan starts; its value is the run ID.
@@ -58,6 +59,14 @@ class ScannerContainer:
     timeout: float | None = None
     cancel: threading.Event | None = field(default=None, compare=False)
     """Set from another thread to stop the scanner at once (Ctrl-C)."""
+    workdir: Path | None = None
+    """A private directory of the run the runtime may start its commands in."""
+    memory_bytes: int = DEFAULT_MEMORY_BYTES
+    """Memory limit, tmpfs files included, with no swap (see :mod:`atomicscan.isolation`)."""
+    cpus: float = field(default_factory=default_cpus)
+    """CPUs the scanner may keep busy at most; under contention it also yields to the host."""
+    tmpfs_bytes: int = DEFAULT_TMPFS_BYTES
+    """Size of each writable scratch tmpfs (``/tmp``, ``/var/tmp``)."""
 
 
 class Runtime(abc.ABC):

@@ -6,17 +6,20 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import datetime as dt
+import errno
 import json
 import logging
+import math
 import os
-import shutil
+import stat
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from atomicscan import cache, cleanup, mounts, retention
+from atomicscan import cache, cleanup, hostpaths, mounts, retention
+from atomicscan.builtin.definitions import builtin_scanners_dir
 from atomicscan.errors import (
     AmbiguousTargetError,
     AtomicscanError,
@@ -43,6 +46,14 @@ DEFAULT_RUNTIME = "podman"
 SCANNER_UID = 65534
 #: Size of the tmpfs behind /scanout: a scanner can never fill the host's disk.
 DEFAULT_SCANOUT_BYTES = 512 * 1024 * 1024
+#: Inodes of /scanout beyond each target's entry budget (the target directories, scratch).
+SCANOUT_SPARE_INODES = 64
+#: Longest scanner-given error kept for a result: it becomes a line on a terminal.
+MAX_ERROR_CHARS = 1000
+#: Seconds one scanner container (one batch) may run before it is killed and its targets fail.
+DEFAULT_TIMEOUT = 1800.0
+#: Largest host file handed to a scanner through --scanner-args (a datastream, a feed).
+HOST_FILE_MAX_BYTES = 1024 * 1024 * 1024
 
 #: Targets per scanner container: start-up is paid per batch (see docs/benchmarks.md).
 DEFAULT_BATCH_SIZE = 8
@@ -90,6 +101,12 @@ class ScanRequest:
     use_cache: bool = True
     keep: int | None = None
     max_age_days: float | None = None
+    allow_host_rootfs: bool = False
+    """``--rootfs /`` scans the whole host, secrets included: only when asked for by name."""
+    trusted_scanners: tuple[str, ...] = ()
+    """Scanners that are not built in whose fix scripts ``--remediate`` may run."""
+    memory_bytes: int | None = None
+    """Memory limit of each scanner container; ``None`` keeps the runtime default of ours."""
 
 
 def now() -> str:
@@ -120,21 +137,123 @@ def parse_scanner_args(text: str | None) -> dict[str, str]:
     return parsed
 
 
+class ResultsWriteError(AtomicscanError):
+    """The results directory cannot be written (a full disk, a read-only filesystem)."""
+
+
+def check_timeout(value: float | None) -> float:
+    """A batch's time limit: the default, or a finite number of seconds above zero."""
+    if value is None:
+        return DEFAULT_TIMEOUT
+    if not math.isfinite(value) or value <= 0:
+        raise UsageError(f"--timeout {value}: give a number of seconds above 0")
+    return value
+
+
+def scanner_results_dir(root: Path, scanner: str) -> Path:
+    """``root/scanner``, after checking the name can't lead out of ``root`` (``..``, ``/``)."""
+    real_root = root.resolve()
+    candidate = (real_root / scanner).resolve()
+    if candidate.parent != real_root or candidate.name != scanner:
+        raise UsageError(f"scanner name {scanner!r} would put results outside {root}")
+    return candidate
+
+
 def results_directory(base: Path | None, scanner: str) -> Path:
     stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d-%H-%M-%S-%f")
     root = base or Path(os.environ.get("ATOMICSCAN_RESULTS_DIR", str(DEFAULT_RESULTS_ROOT)))
-    return root / scanner / stamp
+    return scanner_results_dir(root, scanner) / stamp
 
 
-def _rootfs_targets(paths: Sequence[Path]) -> list[Target]:
+def _rootfs_targets(paths: Sequence[Path], *, allow_host_root: bool) -> list[Target]:
     targets = []
     for path in paths:
         resolved = path.resolve()
         if not resolved.is_dir():
             raise UsageError(f"--rootfs {path}: not a directory")
+        if resolved == Path("/") and not allow_host_root:
+            raise UsageError(f"--rootfs {path} is the host's own root (secrets included); "
+                             "add --allow-host-rootfs if that is really what you mean")
         targets.append(Target(ref=str(path), id=str(resolved), type="rootfs", runtime=None,
                               key=rootfs_key(resolved)))
     return targets
+
+
+def shared_bits(root: Path) -> int:
+    """The group read (and search) bits an admin gave the results root, which its runs
+    inherit: results are private unless the root is shared with a group, and never with
+    everyone (they may hold what a scanner read: secrets in findings, mounted host files)."""
+    try:
+        return root.stat().st_mode & 0o050
+    except OSError:
+        return 0
+
+
+def make_results_dir(root: Path, run_dir: Path) -> None:
+    """Create a run's results directory as private as the results root; a new root is
+    readable by its owner only."""
+    try:
+        if not root.exists():
+            root.mkdir(parents=True, mode=0o700)
+        mode = 0o700 | shared_bits(root)
+        if not run_dir.parent.exists():
+            run_dir.parent.mkdir(mode=mode)
+            run_dir.parent.chmod(mode)
+        run_dir.mkdir(mode=mode)
+        run_dir.chmod(mode)
+    except OSError as exc:
+        raise ResultsWriteError(f"cannot create the results directory {run_dir}: "
+                                f"{exc.strerror or exc}") from exc
+
+
+def share_like_root(root: Path, run_dir: Path) -> None:
+    """Files the scanner left get the results root's group bits, or none (0600/0700)."""
+    bits = shared_bits(root)
+    for directory, subdirs, files in os.walk(run_dir):
+        for name, mode in [*((d, 0o700 | bits) for d in subdirs),
+                           *((f, 0o600 | (bits & 0o040)) for f in files)]:
+            path = Path(directory, name)
+            if not path.is_symlink():  # the copy makes none; never chmod through one
+                path.chmod(mode)
+
+
+def write_private(path: Path, text: str, *, shared: int = 0) -> None:
+    """Write ``path`` (a new file, never through a symlink) readable by its owner, and by
+    the group when ``shared`` has its read bit."""
+    mode = 0o600 | (shared & 0o040)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                 mode)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        os.fchmod(out.fileno(), mode)
+        out.write(text)
+
+
+def is_builtin(scanner: Scanner) -> bool:
+    """A scanner defined by this installation's own ``scanners/`` folder."""
+    if not scanner.origin.startswith("/"):
+        return False
+    try:
+        return Path(scanner.origin).resolve().is_relative_to(builtin_scanners_dir().resolve())
+    except OSError:
+        return False
+
+
+def _copy_regular(source: Path, copy: Path, limit: int) -> None:
+    """Copy a regular file (never a FIFO or a device, never through a swapped-in symlink)
+    into a new file the scanner's user can read but not change."""
+    fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as src:
+        if not stat.S_ISREG(os.fstat(src.fileno()).st_mode):
+            raise UsageError(f"{source}: not a regular file")
+        out_fd = os.open(copy, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o444)
+        with os.fdopen(out_fd, "wb") as out:
+            copied = 0
+            for chunk in iter(lambda: src.read(1 << 20), b""):
+                copied += len(chunk)
+                if copied > limit:
+                    raise UsageError(f"{source}: over the {limit}-byte limit for host files")
+                out.write(chunk)
+    copy.chmod(0o444)
 
 
 def _dedupe(targets: Sequence[Target]) -> list[Target]:
@@ -190,10 +309,12 @@ def result_from_output(target: Target, scanner: Scanner, scan_type: str, started
         return base.replace(error=error or "the scanner produced no result")
     ok = _successful(document.get("Successful"))
     custom = document.get("Custom")
+    said = str(document.get("Error") or "the scanner reported an unsuccessful scan")
+    if len(said) > MAX_ERROR_CHARS:
+        said = said[:MAX_ERROR_CHARS] + f"... ({len(said) - MAX_ERROR_CHARS} more characters)"
     return base.replace(
         successful=ok and error is None,
-        error=None if ok and error is None else (
-            error or str(document.get("Error") or "the scanner reported an unsuccessful scan")),
+        error=None if ok and error is None else (error or said),
         findings=_findings(document),
         custom=dict(custom) if isinstance(custom, Mapping) else {},
     )
@@ -213,6 +334,7 @@ class ScanRun:
         self.scanner = choose_scanner(plugins.scanners, request.scanner)
         self.scan_type = self.scanner.scan_type(request.scan_type).name
         self.run_id = new_run_id()
+        self.timeout = check_timeout(request.timeout)
         self.unusable: list[str] = []
         self.cancel = threading.Event()
         self.container_args: dict[str, str] = dict(request.scanner_args)
@@ -291,7 +413,8 @@ class ScanRun:
                                               containers=self.request.containers,
                                               dangling=self.request.include_dangling)
                 groups.setdefault(runtime.name, (runtime, []))[1].extend(listed)
-        rootfs = _rootfs_targets(self.request.rootfs)
+        rootfs = _rootfs_targets(self.request.rootfs,
+                                 allow_host_root=self.request.allow_host_rootfs)
         if rootfs:
             # A directory needs no runtime of its own: it joins the first batch.
             runtime = next(iter(groups.values()))[0] if groups else runtimes[0]
@@ -308,13 +431,11 @@ class ScanRun:
     def execute(self) -> Report:
         mounts.require_root()
         self.check_host_files()
+        self.check_remediate_trust()
+        results_root = self._results_root()
+        results_dir = results_directory(results_root, self.scanner.name)
         groups = self.resolve()
-        if self.request.remediate:
-            for _runtime, targets in groups.values():
-                for target in targets:
-                    if target.type != "image":
-                        raise UsageError(f"--remediate works on images only; {target.ref} is "
-                                         f"a {target.type}")
+        self.check_remediate_targets(groups)
         scanner_ids: dict[str, str] = {}
         for name, (runtime, _targets) in groups.items():
             scanner_id = runtime.image_id(self.scanner.image)
@@ -328,9 +449,7 @@ class ScanRun:
         cleaned = cleanup.clean_stale(self.plugins.runtimes)
         if not cleaned.empty:
             self.progress(f"cleaned up after a dead run: {json.dumps(cleaned.to_json())}")
-        results_root = self._results_root()
-        results_dir = results_directory(results_root, self.scanner.name)
-        results_dir.mkdir(parents=True, exist_ok=False)
+        make_results_dir(results_root, results_dir)
 
         total = sum(len(targets) for _runtime, targets in groups.values())
         self.on_total(total)
@@ -346,7 +465,11 @@ class ScanRun:
         for result in fresh:
             key = keys.get((result.runtime or "", result.target_id))
             if key:
-                cache.store(cache.cache_dir(results_root), key, result)
+                # The cache only saves time: a full disk must not cost the run its report.
+                try:
+                    cache.store(cache.cache_dir(results_root), key, result)
+                except OSError as exc:
+                    log.warning("result not cached: %s", exc.strerror or exc)
         results = [self.plugins.process_result(r, self.scanner) for r in [*cached, *fresh]]
         if self.request.remediate:
             results = [self._remediate(groups, result) for result in results]
@@ -356,7 +479,15 @@ class ScanRun:
         report = self.plugins.merge_results(results, self.scanner, self.scan_type, self.run_id)
         report = dataclasses.replace(report, results_dir=results_dir)
         report_file = results_dir / "report.json"
-        report_file.write_text(json.dumps(report.to_json(), indent=2) + "\n", encoding="utf-8")
+        try:
+            share_like_root(results_root, results_dir)
+            write_private(report_file, json.dumps(report.to_json(), indent=2) + "\n",
+                          shared=shared_bits(results_root))
+        except OSError as exc:
+            # The report is still returned (and printed): only the file is missing.
+            return dataclasses.replace(report, write_error=(
+                f"cannot write {report_file}: {exc.strerror or exc}; what was written so far "
+                f"is kept in {results_dir}"))
         retention.prune(results_root / self.scanner.name,
                         keep=self.request.keep if self.request.keep is not None else DEFAULT_KEEP,
                         max_age_days=self.request.max_age_days, current=results_dir)
@@ -451,11 +582,14 @@ class ScanRun:
             if not ready:
                 return failed
             binds += self._host_files(batch_dir / "hostfiles")
-            binds += [Bind(Path(source), destination)
-                      for source, destination in self.scanner.host_mounts]
+            binds += self._host_mounts(stack, batch_dir / "hostmounts")
             binds.append(self._scanmeta(runtime, ready, batch_dir / "meta"))
+            # Empty directories cost kernel memory but no tmpfs bytes: cap the inodes too, at
+            # what the batch's targets may legally leave (the rest fails them when read).
+            inodes = len(ready) * (OutputLimits().max_entries + 1) + SCANOUT_SPARE_INODES
             scanout = stack.enter_context(mounts.scratch_tmpfs(
-                batch_dir / "scanout", DEFAULT_SCANOUT_BYTES, SCANNER_UID, SCANNER_UID))
+                batch_dir / "scanout", DEFAULT_SCANOUT_BYTES, SCANNER_UID, SCANNER_UID,
+                inodes=inodes))
             binds.append(Bind(scanout, "/scanout", read_only=False))
             container = ScannerContainer(
                 name=f"atomicscan-{self.run_id}-{index}",
@@ -472,8 +606,11 @@ class ScanRun:
                 labels={RUN_LABEL: run_label_value(self.run_id)},
                 capabilities=self.scanner.capabilities,
                 user=f"{SCANNER_UID}:{SCANNER_UID}",
-                timeout=self.request.timeout,
+                timeout=self.timeout,
                 cancel=self.cancel,
+                workdir=batch_dir,
+                **({} if self.request.memory_bytes is None
+                   else {"memory_bytes": self.request.memory_bytes}),
             )
             started = now()
             self.progress(f"running scanner {self.scanner.name} ({self.scan_type}) on "
@@ -513,16 +650,48 @@ class ScanRun:
         return Bind(directory, "/scanmeta")
 
     def check_host_files(self) -> None:
-        """Every host file the scan type takes must exist before anything is mounted."""
+        """Every host path the scan takes must exist, and be one a scanner may see, before
+        anything is mounted. Paths are judged after resolving them (symlinks, ``..``)."""
         for source, _destination in self.scanner.host_mounts:
-            if not Path(source).exists():
-                raise AtomicscanError(
-                    f"scanner {self.scanner.name} mounts host path {source}, which does not "
-                    f"exist (from {self.scanner.origin})")
+            try:
+                hostpaths.check_host_path(source, what=f"scanner {self.scanner.name}: host path")
+            except hostpaths.HostPathError as exc:
+                raise AtomicscanError(f"{exc} (from {self.scanner.origin})") from None
         for name in self.scanner.scan_type(self.scan_type).host_files:
             value = self.request.scanner_args.get(name)
-            if value is not None and not Path(value).is_file():
-                raise UsageError(f"--scanner-args {name}={value}: no such file")
+            if value is None:
+                continue
+            real = hostpaths.check_host_path(value, what=f"--scanner-args {name}=")
+            try:
+                info = real.stat()
+            except OSError as exc:
+                raise UsageError(f"--scanner-args {name}={value}: {exc.strerror}") from None
+            if not stat.S_ISREG(info.st_mode):
+                raise UsageError(f"--scanner-args {name}={value}: not a regular file")
+            if info.st_size > HOST_FILE_MAX_BYTES:
+                raise UsageError(f"--scanner-args {name}={value}: over the "
+                                 f"{HOST_FILE_MAX_BYTES}-byte limit for host files")
+
+    def check_remediate_targets(self, groups: Mapping[str, tuple[Runtime, list[Target]]]
+                                ) -> None:
+        if not self.request.remediate:
+            return
+        for _runtime, targets in groups.values():
+            for target in targets:
+                if target.type != "image":
+                    raise UsageError(f"--remediate works on images only; {target.ref} is "
+                                     f"a {target.type}")
+
+    def check_remediate_trust(self) -> None:
+        """``--remediate`` runs the scanner's fix script as root in an image build: only for
+        built-in scanners, or scanners the user names as trusted."""
+        if not self.request.remediate or is_builtin(self.scanner):
+            return
+        if self.scanner.name not in self.request.trusted_scanners:
+            raise UsageError(
+                f"--remediate runs scanner {self.scanner.name}'s remediation.sh as root in "
+                f"the new image, and {self.scanner.name} is not built in (from "
+                f"{self.scanner.origin}); add --trust-scanner {self.scanner.name} to allow it")
 
     def _inside(self, name: str) -> str:
         return f"/scanhost/{name}/{Path(self.request.scanner_args[name]).name}"
@@ -538,17 +707,35 @@ class ScanRun:
             value = self.request.scanner_args.get(name)
             if value is None:
                 continue
-            source = Path(value)
-            copy = directory / name / source.name
+            # Judged again at use: the path may have been swapped since the first check.
+            source = hostpaths.check_host_path(value, what=f"--scanner-args {name}=")
+            copy = directory / name / Path(value).name
             copy.parent.mkdir(parents=True, mode=0o755)
-            shutil.copyfile(source, copy)
-            copy.chmod(0o444)
+            copy.parent.parent.chmod(0o755)
+            copy.parent.chmod(0o755)
+            _copy_regular(source, copy, HOST_FILE_MAX_BYTES)
             binds.append(Bind(copy, self._inside(name)))
+        return binds
+
+    def _host_mounts(self, stack: contextlib.ExitStack, directory: Path) -> list[Bind]:
+        """A definition's host paths, each as a read-only bind of our own that is not
+        recursive: mounts below the path (``/dev/shm`` in ``/dev``) are not carried along,
+        so nothing the scanner sees there is writable."""
+        binds: list[Bind] = []
+        for index, (source, destination) in enumerate(self.scanner.host_mounts):
+            real = hostpaths.check_host_path(source, what=f"scanner {self.scanner.name}: "
+                                                          "host path")
+            view = stack.enter_context(mounts.readonly_bind(real, directory / str(index)))
+            binds.append(Bind(view, destination))
         return binds
 
     def _run_container(self, runtime: Runtime, container: ScannerContainer) -> Completed:
         try:
             completed = runtime.run_scanner(container)
+        except AtomicscanError as exc:
+            # Refused before it started (a bind that could add options): this batch fails.
+            runtime.remove_container(container.name)
+            return Completed((), 1, "", f"the scanner was not started: {exc}\n")
         except BaseException:
             runtime.remove_container(container.name)
             raise
@@ -561,16 +748,25 @@ class ScanRun:
     def _result(self, target: Target, completed: Completed, scanout: Path, results_dir: Path,
                 started: str, finished: str) -> ScanResult:
         raw_dir = results_dir / target.key
-        output = read_target_output(scanout, target.key, raw_dir, OutputLimits())
+        try:
+            output = read_target_output(scanout, target.key, raw_dir, OutputLimits())
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+                raise
+            # A full results disk fails the targets it hits; the others keep their results.
+            return failed_result(target, self.scanner, self.scan_type,
+                                 f"cannot keep the scanner's output in {raw_dir}: "
+                                 f"{exc.strerror}")
         error = output.error
         notes = list(output.notes)
         if completed.timed_out:
-            error = f"the scanner timed out after {self.request.timeout:.0f}s"
+            error = f"the scanner timed out after {self.timeout:g}s"
         elif completed.returncode != 0:
             why = first_line(completed.stderr) or "no message"
             message = f"the scanner exited with status {completed.returncode}: {why}"
             if output.document is None:
-                error = message if error is None or "wrote no" in error else error
+                # Why it died says more than "no json"; a refused json keeps its reason.
+                error = message if error is None or output.missing else error
             else:
                 notes.append(message)
         return result_from_output(

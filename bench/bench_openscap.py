@@ -530,7 +530,7 @@ STEP_LABELS = {
 
 
 def breakdown_probes(ctx: Context) -> list[Probe]:
-    from atomicscan.builtin.podman import isolation_flags
+    from atomicscan.builtin.podman import podman_flags
     from atomicscan.runtime import Bind, ScannerContainer
     from atomicscan.scanout import read_target_output
 
@@ -547,7 +547,7 @@ def breakdown_probes(ctx: Context) -> list[Probe]:
                                      args=args, binds=binds, capabilities=capabilities,
                                      env={"ATOMICSCAN_SCAN_TYPE": "configuration_compliance"})
         done = run(["podman", "run", "--rm", "--pull", "never", "--name", container.name,
-                    *isolation_flags(container), SCANNER_IMAGE, *args], capture=True)
+                    *podman_flags(container), SCANNER_IMAGE, *args], capture=True)
         janitor.forget_container(container.name)
         return done
 

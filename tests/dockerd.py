@@ -12,7 +12,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-NAME = "atomicscan-test-docker"
+#: ATOMICSCAN_TEST_DOCKERD gives parallel test sessions (one per engineer) a dockerd each.
+NAME = os.environ.get("ATOMICSCAN_TEST_DOCKERD", "atomicscan-test-docker")
 DATA_ROOT = Path("/var/lib") / NAME
 RUN_DIR = Path("/run") / NAME
 DOCKER_HOST = f"unix://{RUN_DIR / 'docker.sock'}"
@@ -103,8 +104,13 @@ def private_dockerd(name: str = NAME) -> Iterator[str]:
             time.sleep(0.2)
         yield paths.docker_host
     finally:
-        _stop_pid(proc.pid)
-        proc.wait()
+        # Our own child: wait() reaps it, where a kill(0) probe would see the zombie as alive.
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
         log.close()
         _unmount_under(paths.data_root)
         _unmount_under(paths.run_dir)

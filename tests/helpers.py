@@ -204,7 +204,9 @@ def _dockerd_up() -> bool:
 
 def snapshot(state_dir: Path) -> HostSnapshot:
     # Where atomicscan mounts itself; podman's own mounts are seen through its listings.
-    watched = (str(state_dir), "/run/atomicscan", "/var/lib/atomicscan-test-docker/")
+    from dockerd import NAME as DOCKERD_NAME
+
+    watched = (str(state_dir), "/run/atomicscan/", f"/var/lib/{DOCKERD_NAME}/")
     mountinfo = Path("/proc/self/mountinfo").read_text().splitlines()
     mounts = frozenset(f"{line.split()[4]} {line.split(' - ')[-1]}" for line in mountinfo
                        if line.split()[4].startswith(watched))

@@ -6,10 +6,9 @@ import logging
 import os
 from pathlib import Path
 
-from atomicscan.errors import DuplicateScannerError
+from atomicscan.errors import AtomicscanError
 from atomicscan.hookspecs import hookimpl
 from atomicscan.scanners import (
-    DefinitionError,
     ScannerRegistry,
     definition_files,
     load_definition,
@@ -36,8 +35,8 @@ def _add_from(registry: ScannerRegistry, files: list[Path]) -> None:
     for path in files:
         try:
             registry.add(load_definition(path))
-        except (DefinitionError, DuplicateScannerError) as exc:
-            # One bad file must not hide every other scanner.
+        except AtomicscanError as exc:
+            # One bad file must not hide every other scanner; the message names the file.
             log.warning("skipping scanner definition: %s", exc)
 
 

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from atomicscan import dockerfs, proc
-from atomicscan.builtin.podman import isolation_flags
 from atomicscan.errors import CommandError, MountError, RuntimeUnavailableError
 from atomicscan.hookspecs import hookimpl
+from atomicscan.isolation import explain_exit, isolation_flags
 from atomicscan.listing import ListingRuntime
 from atomicscan.runtime import (
     RuntimeRegistry,
@@ -30,8 +30,6 @@ from atomicscan.runtime import (
 from atomicscan.targets import Candidate
 
 DEFAULT_SOCKET = "unix:///var/run/docker.sock"
-#: docker's --read-only leaves no writable scratch; podman's gives these three as tmpfs.
-SCRATCH_TMPFS = ("/tmp", "/var/tmp", "/run")  # noqa: S108 - paths inside the container
 
 
 def daemon_address() -> str:
@@ -222,15 +220,14 @@ class DockerRuntime(ListingRuntime):
         return result.stdout.strip().removeprefix("sha256:") or None
 
     def run_scanner(self, container: ScannerContainer) -> proc.Completed:
-        scratch = [arg for path in SCRATCH_TMPFS for arg in ("--tmpfs", path)]
+        # docker's default seccomp profile already refuses new namespaces to a scanner,
+        # which never holds CAP_SYS_ADMIN; podman's needs atomicscan.seccomp.
         argv = [
             self.binary, "run", "--rm", "--pull", "never", "--name", container.name,
-            # Output reaches us through the attached streams; a log file would only let a
-            # flooding scanner fill docker's disk.
-            "--log-driver", "none",
-            *isolation_flags(container), *scratch, container.image, *container.args,
+            *isolation_flags(container), container.image, *container.args,
         ]
-        return proc.run_bounded(argv, timeout=container.timeout, cancel=container.cancel)
+        return explain_exit(proc.run_bounded(argv, timeout=container.timeout,
+                                             cancel=container.cancel), container)
 
     def remove_container(self, name: str) -> None:
         self._docker("rm", "--force", name, check=False)

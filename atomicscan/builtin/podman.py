@@ -13,6 +13,7 @@ from typing import Any
 from atomicscan import proc
 from atomicscan.errors import CommandError, MountError, RuntimeUnavailableError
 from atomicscan.hookspecs import hookimpl
+from atomicscan.isolation import explain_exit, isolation_flags
 from atomicscan.listing import ListingRuntime
 from atomicscan.runtime import (
     RuntimeRegistry,
@@ -20,6 +21,7 @@ from atomicscan.runtime import (
     Target,
     first_line,
 )
+from atomicscan.seccomp import SCANNER_PROFILE
 from atomicscan.targets import Candidate, fully_qualified
 
 #: Written by the setup script only on hosts where podman's defaults cannot run containers.
@@ -35,27 +37,15 @@ def podman_environment() -> dict[str, str]:
     return {"CONTAINERS_CONF": str(HOST_CONTAINERS_CONF)}
 
 
-def isolation_flags(container: ScannerContainer) -> list[str]:
-    """The scanner contract's lock-down, shared by podman and docker."""
-    flags = [
-        "--read-only",
-        "--network", "none",
-        "--cap-drop", "all",
-        "--security-opt", "no-new-privileges",
-        "--user", container.user,
-        "--pids-limit", "1024",
-        "--ipc", "private",
+def podman_flags(container: ScannerContainer) -> list[str]:
+    """The shared lock-down plus what podman alone needs."""
+    return [
+        *isolation_flags(container),
+        # --read-only would add unsized tmpfs on /tmp, /var/tmp and /run: ours are sized.
+        "--read-only-tmpfs=false",
+        # podman's default profile lets a scanner unshare into a user namespace of its own.
+        "--security-opt", f"seccomp={SCANNER_PROFILE.path()}",
     ]
-    for capability in container.capabilities:
-        flags += ["--cap-add", capability]
-    for bind in container.binds:
-        spec = f"type=bind,source={bind.source},destination={bind.destination}"
-        flags += ["--mount", spec + (",readonly" if bind.read_only else "")]
-    for key, value in sorted(container.env.items()):
-        flags += ["--env", f"{key}={value}"]
-    for key, value in sorted(container.labels.items()):
-        flags += ["--label", f"{key}={value}"]
-    return flags
 
 
 class PodmanRuntime(ListingRuntime):
@@ -175,10 +165,13 @@ class PodmanRuntime(ListingRuntime):
     def run_scanner(self, container: ScannerContainer) -> proc.Completed:
         argv = [
             self.binary, "run", "--rm", "--pull", "never", "--name", container.name,
-            *isolation_flags(container), container.image, *container.args,
+            *podman_flags(container), container.image, *container.args,
         ]
-        return proc.run_bounded(argv, env=self.env, timeout=container.timeout,
-                                cancel=container.cancel)
+        # conmon writes a file named "oom" into its working directory when the scanner is
+        # killed for memory: run it in the batch's own directory, removed with the run.
+        return explain_exit(proc.run_bounded(argv, env=self.env, timeout=container.timeout,
+                                             cancel=container.cancel, cwd=container.workdir),
+                            container)
 
     def remove_container(self, name: str) -> None:
         self._podman("rm", "--force", "--ignore", "--time", "0", name, check=False)

@@ -15,7 +15,9 @@ Scanner arguments (--scanner-args, in ATOMICSCAN_SCANNER_ARGS):
                      "ID" or "ID PATH-GLOB"; "#" starts a comment, and a comment after a rule
                      becomes the reason shown. PATH-GLOB is an fnmatch pattern ("*" matches
                      "/" too) for the finding's target path, or for CL-ENV-SECRET the
-                     variable name and for CL-SSH-PORT the port ("22/tcp").
+                     variable name and for CL-SSH-PORT the port ("22/tcp"). A line that
+                     is not a rule for a known check is noted by its number only: nothing
+                     of the file but a rule's own comment reaches the results.
 
 Ignored findings stay in Results with Custom.ignored = true and Custom.reason; they are left
 out of the severity counts.
@@ -60,6 +62,10 @@ KEY_SCAN_MAX_SIZE = 1024 * 1024
 CREDENTIAL_MAX_BYTES = 1024 * 1024
 SYSTEM_FILE_MAX_BYTES = 64 * 1024 * 1024
 IGNORE_FILE_MAX_BYTES = 1024 * 1024
+# An ignore file's lines that are not rules get a note each up to this many, then one count;
+# the notes name the line number only, never its text (the file may be a host secret).
+IGNORE_FILE_MAX_NOTES = 10
+IGNORE_REASON_MAX_CHARS = 200
 TARGETS_JSON_MAX_BYTES = 64 * 1024 * 1024
 JSON_MAX_DEPTH = 64
 # Linux gives up after 40 symlinks in one lookup.
@@ -492,10 +498,24 @@ def parse_ignore_arg(value: str) -> tuple[list[IgnoreRule], list[str]]:
     return rules, notes
 
 
+# What a check ID pattern may hold: letters, digits, "-", "_" and fnmatch's own characters.
+_ID_PATTERN_RE = re.compile(r"[A-Za-z0-9_*?!\[\]-]+")
+
+
+def _known_id_pattern(pattern: str) -> bool:
+    return _ID_PATTERN_RE.fullmatch(pattern) is not None and any(
+        fnmatch.fnmatchcase(check_id, pattern) for check_id in CHECKS)
+
+
 def parse_ignore_file(text: str, name: str) -> tuple[list[IgnoreRule], list[str]]:
-    """Rules of an ignore file: "ID" or "ID PATH-GLOB" a line, "#" comments."""
+    """Rules of an ignore file: "ID" or "ID PATH-GLOB" a line, "#" comments.
+
+    A line that is not a rule for a known check is noted by its number alone: the file comes
+    from the host, and a mistaken (or malicious) ignore_file=/etc/shadow must not put a word
+    of it into the results. Only a rule's own reason comment is ever shown.
+    """
     rules: list[IgnoreRule] = []
-    notes: list[str] = []
+    unknown: list[int] = []
     for number, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
         if not line or line.startswith("#"):
@@ -503,14 +523,21 @@ def parse_ignore_file(text: str, name: str) -> tuple[list[IgnoreRule], list[str]
         comment = re.search(r"\s#", line)
         reason = ""
         if comment is not None:
-            reason = line[comment.end():].strip()
+            reason = line[comment.end():].strip()[:IGNORE_REASON_MAX_CHARS]
             line = line[:comment.start()].strip()
-        where = f"{name} line {number}"
         parts = line.split(None, 1)
+        if not _known_id_pattern(parts[0]):
+            unknown.append(number)
+            continue
+        where = f"{name} line {number}"
         glob = parts[1] if len(parts) == 2 else None
         rules.append(IgnoreRule(parts[0], glob, f"{reason} ({where})" if reason else
                                 f"ignored by {where}"))
-        notes += _unknown_id_note(parts[0], where)
+    notes = [f"{name} line {number}: not a known check ID"
+             for number in unknown[:IGNORE_FILE_MAX_NOTES]]
+    if len(unknown) > IGNORE_FILE_MAX_NOTES:
+        notes.append(f"{name}: {len(unknown) - IGNORE_FILE_MAX_NOTES} more lines are not "
+                     "known check IDs")
     return rules, notes
 
 

@@ -633,7 +633,25 @@ def test_ignore_file(tmp_path: Path, root: Path) -> None:
     }
     assert ("CL-WORLD-WRITABLE", "/opt/ww") in findings(document)
     assert ("CL-SSH-PORT", None) in findings(document)
-    assert any("configlint.ignore line 7: 'CL-TYPO'" in n for n in document["Custom"]["notes"])
+    assert "configlint.ignore line 7: not a known check ID" in document["Custom"]["notes"]
+
+
+def test_ignore_file_content_never_reaches_the_results(tmp_path: Path, root: Path) -> None:
+    hashed = "$6$salt$SECRETHASH"
+    lines = [f"user{index}:{hashed}{index}:19000:0:99999:7:::" for index in range(25)]
+    rules = tmp_path / "shadow"
+    rules.write_text("\n".join(["CL-NO-HEALTHCHECK", *lines, f"nobody {hashed} # {hashed}x"])
+                     + "\n", encoding="utf-8")
+    target_config = {**_bad_tree(root), "healthcheck": None}
+
+    document = lint(root, target_config, args={"ignore_file": str(rules)})
+
+    text = json.dumps(document)
+    assert hashed not in text and "user1" not in text and "nobody" not in text
+    notes = [n for n in document["Custom"]["notes"] if n.startswith("shadow")]
+    assert notes == [*(f"shadow line {n}: not a known check ID" for n in range(2, 12)),
+                     "shadow: 16 more lines are not known check IDs"]
+    assert ("CL-NO-HEALTHCHECK", None) in findings(document, ignored=True)
 
 
 def test_missing_ignore_file_fails_the_scan(tmp_path: Path, root: Path) -> None:

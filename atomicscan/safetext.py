@@ -1,0 +1,59 @@
+"""Text from images, scanners and users made safe to print: one line, no terminal controls.
+
+Every string printed to a terminal that did not come from atomicscan itself goes through
+:func:`printable`. rich output is always built with markup off (see :func:`console`), so
+``[/red]`` in an ``os-release`` is shown as typed instead of being interpreted.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from typing import IO
+
+from rich.console import Console
+
+# C0 controls (newline and tab included: error lines stay one line), DEL, C1 controls,
+# and the Unicode format characters that reorder or hide text on a terminal.
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]")
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    code = ord(char)
+    if char == "\n":
+        return "\\n"
+    if char == "\t":
+        return "\\t"
+    if char == "\r":
+        return "\\r"
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def printable(text: object) -> str:
+    """``text`` with every control and invisible format character escaped, as ``\\x1b``."""
+    return _UNSAFE.sub(_escape, str(text))
+
+
+def console(*, stderr: bool = False, file: IO[str] | None = None) -> Console:
+    """A rich console that never interprets markup, emoji codes or highlighting in strings."""
+    return Console(stderr=stderr, file=file, markup=False, emoji=False, highlight=False)
+
+
+class PrintableFormatter(logging.Formatter):
+    """Log records on one line each, with controls escaped: messages quote hostile text."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return printable(super().format(record))
+
+
+def setup_logging(level: int) -> None:
+    """atomicscan's log lines on stderr, each one line, each safe for a terminal."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(PrintableFormatter("atomicscan: %(levelname)s: %(message)s"))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level)

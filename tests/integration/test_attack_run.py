@@ -1,0 +1,322 @@
+"""Attacks on the run itself, performed for real: hostile text on the terminal, a full results
+disk, private results, `--rootfs /`, forged labels for cleanup, planted cache entries, secret
+host files, untrusted fix scripts and host mounts with writable mounts below them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from dockerd import DOCKER_HOST, load_from_podman
+from helpers import (
+    ALPINE,
+    DEBIAN,
+    Atomicscan,
+    Engine,
+    HostSnapshot,
+    assert_no_leftovers,
+    podman,
+    podman_env,
+    snapshot,
+)
+
+from atomicscan.state import root_tag
+
+#: An os-release that tries rich markup, clears the screen, sets the window title and prints
+#: a fake "ok" line of its own.
+HOSTILE_PRETTY = ("[/red][bold]Debian\x1b]0;pwned-title\x07\x1b[2J\x1b[H"
+                  "\x1b[2K\x1b[1Gok image fake (podman): 0 packages")
+ESC = "\x1b"
+
+
+def _clean_lines(stderr: str) -> list[str]:
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert "Traceback" not in stderr
+    assert "internal error" not in stderr
+    assert ESC not in stderr and "\x07" not in stderr and "\r" not in stderr
+    return lines
+
+
+@pytest.fixture(scope="module")
+def hostile_image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Debian image whose os-release is an attack on the admin's terminal (both runtimes)."""
+    name = f"localhost/atomicscan-test/hostile-osrelease:{os.getpid()}"
+    context = tmp_path_factory.mktemp("hostile")
+    (context / "os-release").write_text(
+        f"PRETTY_NAME=\"{HOSTILE_PRETTY}\"\nNAME=\"Debian\"\nID=debian\n"
+        "VERSION_ID=\"12\"\n")
+    (context / "Containerfile").write_text(
+        f"FROM {DEBIAN}\nCOPY os-release /usr/lib/os-release\n"
+        "RUN rm -f /etc/os-release && ln -s ../usr/lib/os-release /etc/os-release\n")
+    podman("build", "--pull=never", "--network", "none", "-q", "-t", name, str(context))
+    load_from_podman(name, podman_env())
+    try:
+        yield name
+    finally:
+        subprocess.run(["docker", "rmi", "--force", name], capture_output=True, check=False,
+                       env=dict(os.environ, DOCKER_HOST=DOCKER_HOST))
+        podman("rmi", "--force", name, check=False)
+
+
+def test_hostile_os_release_is_printed_escaped_never_interpreted(
+    atomicscan: Atomicscan, host_before: HostSnapshot, hostile_image: str
+) -> None:
+    human = atomicscan("--scanner", "packages", hostile_image)
+    as_json = atomicscan("--scanner", "packages", "--json", hostile_image)
+
+    assert human.returncode == 0, human.stderr
+    _clean_lines(human.stderr)
+    assert ESC not in human.stdout and "\x07" not in human.stdout and "\r" not in human.stdout
+    (line,) = [line for line in human.stdout.splitlines() if line.startswith("ok ")]
+    assert "[/red][bold]Debian\\x1b]0;pwned-title\\x07\\x1b[2J" in line
+    assert "\\x1b[2K\\x1b[1Gok image fake" in line, "the fake line must stay inside the real one"
+    assert as_json.returncode == 0
+    _clean_lines(as_json.stderr)
+    (result,) = as_json.json()["results"]
+    assert result["os"]["pretty_name"] == HOSTILE_PRETTY, "JSON keeps the text exactly"
+    assert_no_leftovers(host_before, atomicscan.state_dir)
+
+
+def test_hostile_scanner_error_is_one_escaped_line(
+    atomicscan: Atomicscan, host_before: HostSnapshot
+) -> None:
+    error = "[/red]boom\\u001b]0;title\\u0007\\nok image fake: 0 findings"
+    atomicscan.add_scanner("liar", (
+        'for d in /scanin/*; do k=$(basename "$d"); mkdir -p "/scanout/$k"; '
+        f"printf '%s' '{{\"Successful\":\"false\",\"Error\":\"{error}\"}}' "
+        '> "/scanout/$k/json"; done'))
+
+    human = atomicscan("--scanner", "liar", ALPINE)
+    as_json = atomicscan("--scanner", "liar", "--json", ALPINE)
+
+    for run in (human, as_json):
+        assert run.returncode == 1
+        (line,) = _clean_lines(run.stderr)
+        assert line.startswith("atomicscan: error: image")
+        assert "[/red]boom\\x1b]0;title\\x07\\nok image fake" in line
+    assert ESC not in human.stdout
+    assert_no_leftovers(host_before, atomicscan.state_dir)
+
+
+@pytest.mark.parametrize("args", [
+    ["--scanner", "[/red]\x1b[2J", DEBIAN],
+    ["--scanner", "packages", "[/bold]\x1b]0;t\x07nope"],
+    ["--scanner", "packages", "--scan-type", "[red]\n", DEBIAN],
+])
+def test_hostile_names_on_the_command_line_exit_2_with_one_line(
+    atomicscan: Atomicscan, host_before: HostSnapshot, args: list[str]
+) -> None:
+    run = atomicscan(*args)
+
+    assert run.returncode == 2
+    (line,) = _clean_lines(run.stderr)
+    assert line.startswith("atomicscan: error:")
+    assert "\\x1b" in line or "\\n" in line
+    assert_no_leftovers(host_before, atomicscan.state_dir)
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path) -> Iterator[Path]:
+    """A results filesystem with room for a report or two, not for a scanner's extra files."""
+    disk = tmp_path / "tiny"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=96k", "atomicscan-test-tiny", str(disk)],
+                   check=True)
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", str(disk)], check=False)
+
+
+def test_a_full_results_disk_is_one_line_and_keeps_the_report_on_stdout(
+    atomicscan: Atomicscan, host_before: HostSnapshot, tiny_disk: Path
+) -> None:
+    atomicscan.add_scanner("bulky", (
+        'for d in /scanin/*; do k=$(basename "$d"); mkdir -p "/scanout/$k"; '
+        'head -c 400000 /dev/urandom > "/scanout/$k/blob.bin"; '
+        'head -c 200000 /dev/zero | tr "\\0" x > "/scanout/$k/padding"; '
+        'printf \'{"Successful":"true","Custom":{"pad":"%s"}}\' '
+        '"$(head -c 30000 /dev/zero | tr "\\0" y)" > "/scanout/$k/json"; done'))
+
+    run = atomicscan("--scanner", "bulky", "--json", "--output-dir", str(tiny_disk),
+                     ALPINE, DEBIAN)
+
+    assert run.returncode == 1
+    # The run's one summary line, then one line per failure.
+    lines = [line for line in _clean_lines(run.stderr) if "failed, 0 cached" not in line]
+    assert all(line.startswith("atomicscan: error:") for line in lines), lines
+    assert any("No space left on device" in line for line in lines), lines
+    report = run.json()
+    assert {r["target"] for r in report["results"]} == {ALPINE, DEBIAN}, "nothing is lost"
+    assert (tiny_disk / "bulky").is_dir(), "what was written is kept"
+    assert_no_leftovers(host_before, atomicscan.state_dir)
+
+
+def test_results_are_readable_by_their_owner_only(atomicscan: Atomicscan) -> None:
+    run = atomicscan("--scanner", "packages", "--json", ALPINE)
+
+    assert run.returncode == 0, run.stderr
+    report = run.json()
+    run_dir = Path(report["results_dir"])
+    assert atomicscan.results_dir.stat().st_mode & 0o777 == 0o700
+    assert run_dir.stat().st_mode & 0o777 == 0o700
+    assert run_dir.parent.stat().st_mode & 0o777 == 0o700
+    assert (run_dir / "report.json").stat().st_mode & 0o777 == 0o600
+    for path in run_dir.rglob("*"):
+        assert path.stat().st_mode & 0o077 == 0, f"{path} is readable by others"
+    # An admin shares the root with a group: later runs are readable by it, never by all.
+    atomicscan.results_dir.chmod(0o750)
+    shared = atomicscan("--scanner", "packages", "--no-cache", "--json", ALPINE)
+    shared_dir = Path(shared.json()["results_dir"])
+    assert shared_dir.stat().st_mode & 0o777 == 0o750
+    assert (shared_dir / "report.json").stat().st_mode & 0o777 == 0o640
+    for path in shared_dir.rglob("*"):
+        assert path.stat().st_mode & 0o007 == 0, f"{path} is readable by others"
+
+
+@pytest.mark.parametrize("runtime", ["podman"])
+def test_rootfs_of_the_host_root_is_refused(
+    atomicscan: Atomicscan, host_before: HostSnapshot, tmp_path: Path
+) -> None:
+    link = tmp_path / "innocent"
+    link.symlink_to("/")
+    for path in ("/", str(link), "/usr/.."):
+        run = atomicscan("--scanner", "packages", "--rootfs", path)
+        assert run.returncode == 2
+        (line,) = _clean_lines(run.stderr)
+        assert "--allow-host-rootfs" in line
+    assert_no_leftovers(host_before, atomicscan.state_dir)
+
+
+def test_cleanup_leaves_containers_that_only_carry_our_label(
+    atomicscan: Atomicscan, engine: Engine, containers: list[str], unique: str
+) -> None:
+    tag = root_tag(atomicscan.state_dir)
+    fake_run = "20260101000000-0badc0de"
+    decoys = {
+        f"decoy-plain-{unique}": "x",
+        f"decoy-tagged-{unique}": f"x@{tag}",
+        # Well formed and of our root, but no such run of ours ever died here.
+        f"atomicscan-{fake_run}-1-{unique}": f"{fake_run}@{tag}",
+    }
+    for name, label in decoys.items():
+        containers.append(name)
+        engine("create", "--name", name, "--label", f"io.atomicscan.run={label}", ALPINE, "true")
+
+    run = atomicscan("cleanup", "--json")
+
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout)["containers"] == []
+    for name in decoys:
+        assert engine("container", "inspect", name, check=False).returncode == 0, name
+
+
+def test_cache_entries_not_written_by_us_alone_are_ignored(atomicscan: Atomicscan) -> None:
+    first = atomicscan("--scanner", "packages", "--json", DEBIAN)
+    assert first.returncode == 0, first.stderr
+    (entry,) = (atomicscan.results_dir / "cache").glob("*.json")
+    # Another user plants a "successful" scan with no packages under the same key.
+    planted = json.loads(entry.read_text())
+    planted["packages"] = []
+    entry.write_text(json.dumps(planted))
+    os.chown(entry, 65534, 65534)
+
+    second = atomicscan("--scanner", "packages", "--json", DEBIAN)
+
+    (result,) = second.json()["results"]
+    assert result["cached"] is False
+    assert len(result["packages"]) > 50
+    # A group-writable entry of our own is not trusted either.
+    (entry,) = (atomicscan.results_dir / "cache").glob("*.json")
+    entry.chmod(0o666)
+    third = atomicscan("--scanner", "packages", "--json", DEBIAN)
+    assert third.json()["results"][0]["cached"] is False
+
+
+@pytest.mark.parametrize("runtime", ["podman"])
+def test_secret_host_files_are_refused_as_scanner_arguments(
+    atomicscan: Atomicscan, host_before: HostSnapshot, tmp_path: Path
+) -> None:
+    link = tmp_path / "ignore-list"
+    link.symlink_to("/etc/shadow")
+    shadow_head = Path("/etc/shadow").read_text().splitlines()[0]
+    for value in ("/etc/shadow", str(link), "/etc/../etc/./shadow", "/proc/self/environ"):
+        run = atomicscan("--scanner", "configlint", "--scanner-args", f"ignore_file={value}",
+                         "--json", DEBIAN)
+        assert run.returncode == 2, run.stderr
+        (line,) = _clean_lines(run.stderr)
+        assert "refused" in line
+        assert shadow_head not in run.stdout + run.stderr
+    assert not atomicscan.results_dir.exists() or not any(
+        shadow_head in p.read_text(errors="replace")
+        for p in atomicscan.results_dir.rglob("*") if p.is_file())
+    assert_no_leftovers(host_before, atomicscan.state_dir)
+
+
+@pytest.mark.parametrize("runtime", ["podman"])
+def test_remediate_refuses_scanners_that_are_not_built_in(
+    atomicscan: Atomicscan, host_before: HostSnapshot
+) -> None:
+    atomicscan.add_scanner("fixer", "true")
+
+    run = atomicscan("--scanner", "fixer", "--remediate", DEBIAN)
+
+    assert run.returncode == 2
+    (line,) = _clean_lines(run.stderr)
+    assert "--trust-scanner fixer" in line and "root" in line
+    assert_no_leftovers(host_before, atomicscan.state_dir)
+
+
+@pytest.fixture
+def dir_with_a_mount_below(tmp_path: Path) -> Iterator[Path]:
+    """A host directory with a writable tmpfs mounted below it, as /dev holds /dev/shm."""
+    top = tmp_path / "hostdir"
+    (top / "below").mkdir(parents=True)
+    (top / "top-file").write_text("top\n")
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,mode=0777",
+                    "atomicscan-test-below", str(top / "below")], check=True)
+    (top / "below" / "victim").write_text("untouched\n")
+    (top / "below" / "victim").chmod(0o666)
+    try:
+        yield top
+    finally:
+        subprocess.run(["umount", str(top / "below")], check=False)
+
+
+def test_a_read_only_host_mount_is_read_only_all_the_way_down(
+    atomicscan: Atomicscan, dir_with_a_mount_below: Path
+) -> None:
+    top = dir_with_a_mount_below
+    before_mounts = snapshot(atomicscan.state_dir).mounts
+    script = (
+        'for d in /scanin/*; do k=$(basename "$d"); mkdir -p "/scanout/$k"; '
+        'if echo pwned > /host/below/victim 2>/dev/null; then w=yes; else w=no; fi; '
+        'if touch /host/below/new 2>/dev/null; then n=yes; else n=no; fi; '
+        'if touch /host/new 2>/dev/null; then t=yes; else t=no; fi; '
+        'if [ -e /host/top-file ]; then s=yes; else s=no; fi; '
+        'printf \'{"Successful":"true","Custom":{"w":"%s","n":"%s","t":"%s","s":"%s"}}\' '
+        '"$w" "$n" "$t" "$s" > "/scanout/$k/json"; done')
+    (atomicscan.config_dir / "hostmount.toml").write_text(f"""\
+type = "scanner"
+scanner_name = "hostmount"
+image_name = "localhost/atomicscan/packages:latest"
+custom_args = ["-v", "{top}:/host:ro"]
+
+[[scans]]
+name = "test"
+args = ["sh", "-c", {json.dumps(script)}]
+""")
+
+    run = atomicscan("--scanner", "hostmount", "--json", ALPINE)
+
+    assert run.returncode == 0, run.stderr
+    probe = run.json()["results"][0]["custom"]
+    assert probe["s"] == "yes", "the host directory itself is shown"
+    assert probe == {"w": "no", "n": "no", "t": "no", "s": "yes"}
+    assert (top / "below" / "victim").read_text() == "untouched\n"
+    assert not (top / "below" / "new").exists() and not (top / "new").exists()
+    assert snapshot(atomicscan.state_dir).mounts == before_mounts
