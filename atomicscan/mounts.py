@@ -45,12 +45,32 @@ def unmount(path: Path) -> None:
     proc.run(["umount", "--lazy", str(path)], check=False)
 
 
+def _require_inode(source: Path, mountpoint: Path, expect: tuple[int, int]) -> None:
+    shown = mountpoint.stat()
+    if (shown.st_dev, shown.st_ino) != expect:
+        raise CommandError(("mount", "--bind"), 1, f"{source} changed while it was being mounted")
+
+
 @contextlib.contextmanager
-def readonly_bind(source: Path, mountpoint: Path) -> Iterator[Path]:
-    """Present ``source`` read-only (and nosuid, nodev) at ``mountpoint`` until exit."""
-    mountpoint.mkdir(parents=True, exist_ok=True)
+def readonly_bind(source: Path, mountpoint: Path, *,
+                  expect: tuple[int, int] | None = None) -> Iterator[Path]:
+    """Present ``source`` read-only (and nosuid, nodev) at ``mountpoint`` until exit.
+
+    A regular file is bound onto a file. With ``expect`` (a device and inode number), the
+    bind is undone and refused unless it shows exactly that inode: a path swapped for a
+    symlink between the caller's check and the mount is caught here.
+    """
+    is_file = source.is_file()
+    if is_file:
+        mountpoint.parent.mkdir(parents=True, exist_ok=True)
+        mountpoint.touch(mode=0o444, exist_ok=True)
+    else:
+        mountpoint.mkdir(parents=True, exist_ok=True)
+    remove = mountpoint.unlink if is_file else mountpoint.rmdir
     try:
         proc.run(["mount", "--bind", str(source), str(mountpoint)])
+        if expect is not None:
+            _require_inode(source, mountpoint, expect)
         # A bind inherits the source's flags; read-only needs its own remount.
         proc.run(["mount", "-o", "remount,bind,ro,nosuid,nodev", str(mountpoint)])
         # Keep later mounts inside the target from propagating back to the host.
@@ -59,14 +79,14 @@ def readonly_bind(source: Path, mountpoint: Path) -> Iterator[Path]:
         if is_mountpoint(mountpoint):
             unmount(mountpoint)
         with contextlib.suppress(OSError):
-            mountpoint.rmdir()
+            remove()
         raise MountError(f"cannot bind {source} read-only: {exc}") from exc
     try:
         yield mountpoint
     finally:
         unmount(mountpoint)
         with contextlib.suppress(OSError):
-            mountpoint.rmdir()
+            remove()
 
 
 @contextlib.contextmanager

@@ -238,6 +238,32 @@ def is_builtin(scanner: Scanner) -> bool:
         return False
 
 
+def _pin_host_path(source: str, what: str) -> tuple[Path, tuple[int, int]]:
+    """The real path of ``source`` and its inode, judged on what an open file points at.
+
+    The path is opened (without following a last symlink) and judged by the path the
+    kernel gives for that open file, so a directory swapped for a symlink after a check
+    can't slip through; the bind is then required to show that very inode.
+    """
+    real = hostpaths.check_host_path(source, what=what)
+    try:
+        fd = os.open(real, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        raise hostpaths.HostPathError(f"{what} {source}: {exc.strerror}") from None
+    try:
+        info = os.fstat(fd)
+        pinned = Path(f"/proc/self/fd/{fd}").readlink()
+    finally:
+        os.close(fd)
+    reason = hostpaths.refused_reason(pinned)
+    if not (stat.S_ISDIR(info.st_mode) or stat.S_ISREG(info.st_mode)):
+        reason = f"{pinned} is not a directory or a regular file"
+    if reason is not None or pinned != real:
+        raise hostpaths.HostPathError(
+            f"{what} {source}: refused: {reason or 'it changed while being checked'}")
+    return pinned, (info.st_dev, info.st_ino)
+
+
 def _copy_regular(source: Path, copy: Path, limit: int) -> None:
     """Copy a regular file (never a FIFO or a device, never through a swapped-in symlink)
     into a new file the scanner's user can read but not change."""
@@ -723,9 +749,9 @@ class ScanRun:
         so nothing the scanner sees there is writable."""
         binds: list[Bind] = []
         for index, (source, destination) in enumerate(self.scanner.host_mounts):
-            real = hostpaths.check_host_path(source, what=f"scanner {self.scanner.name}: "
-                                                          "host path")
-            view = stack.enter_context(mounts.readonly_bind(real, directory / str(index)))
+            pinned, inode = _pin_host_path(source, f"scanner {self.scanner.name}: host path")
+            view = stack.enter_context(mounts.readonly_bind(pinned, directory / str(index),
+                                                            expect=inode))
             binds.append(Bind(view, destination))
         return binds
 

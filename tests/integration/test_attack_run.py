@@ -119,6 +119,18 @@ def test_hostile_names_on_the_command_line_exit_2_with_one_line(
     assert_no_leftovers(host_before, atomicscan.state_dir)
 
 
+@pytest.mark.parametrize("value", ["nan", "inf", "0", "-3", "1e999"])
+def test_timeouts_that_never_end_or_never_start_are_refused(
+    atomicscan: Atomicscan, host_before: HostSnapshot, value: str
+) -> None:
+    run = atomicscan("--scanner", "packages", "--timeout", value, ALPINE)
+
+    assert run.returncode == 2
+    (line,) = _clean_lines(run.stderr)
+    assert "--timeout" in line
+    assert_no_leftovers(host_before, atomicscan.state_dir)
+
+
 @pytest.fixture
 def tiny_disk(tmp_path: Path) -> Iterator[Path]:
     """A results filesystem with room for a report or two, not for a scanner's extra files."""
@@ -320,3 +332,35 @@ args = ["sh", "-c", {json.dumps(script)}]
     assert (top / "below" / "victim").read_text() == "untouched\n"
     assert not (top / "below" / "new").exists() and not (top / "new").exists()
     assert snapshot(atomicscan.state_dir).mounts == before_mounts
+
+
+def test_a_host_file_mount_is_the_file_alone_and_read_only(
+    atomicscan: Atomicscan, host_before: HostSnapshot, tmp_path: Path
+) -> None:
+    (tmp_path / "neighbour").write_text("not for the scanner\n")
+    feed = tmp_path / "feed.txt"
+    feed.write_text("feed line\n")
+    feed.chmod(0o644)
+    script = (
+        'for d in /scanin/*; do k=$(basename "$d"); mkdir -p "/scanout/$k"; '
+        'if echo pwned >> /feeds/feed.txt 2>/dev/null; then w=yes; else w=no; fi; '
+        'printf \'{"Successful":"true","Custom":{"w":"%s","read":"%s","n":"%s"}}\' "$w" '
+        '"$(cat /feeds/feed.txt)" "$(ls /feeds)" > "/scanout/$k/json"; done')
+    (atomicscan.config_dir / "filemount.toml").write_text(f"""\
+type = "scanner"
+scanner_name = "filemount"
+image_name = "localhost/atomicscan/packages:latest"
+custom_args = ["-v", "{feed}:/feeds/feed.txt:ro"]
+
+[[scans]]
+name = "test"
+args = ["sh", "-c", {json.dumps(script)}]
+""")
+
+    run = atomicscan("--scanner", "filemount", "--json", ALPINE)
+
+    assert run.returncode == 0, run.stderr
+    assert run.json()["results"][0]["custom"] == {"w": "no", "read": "feed line",
+                                                  "n": "feed.txt"}
+    assert feed.read_text() == "feed line\n"
+    assert_no_leftovers(host_before, atomicscan.state_dir)
