@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import logging
@@ -29,6 +30,7 @@ Exit codes:
   0    every scan succeeded
   1    a scan failed, or a runtime error stopped the run
   2    usage error: a wrong flag, an unknown scanner, a target not found
+  3    reserved for a policy gate (findings at or above a threshold); not used yet
   130  interrupted (Ctrl-C or SIGTERM), after cleaning up
 """
 
@@ -201,7 +203,7 @@ def scan(targets: tuple[str, ...], runtime: str | None, all_images: bool,
                   on_result=display.result if display else None,
                   on_total=display.total if display else None)
     started = time.monotonic()
-    with display if display else _nullcontext():
+    with display if display else contextlib.nullcontext():
         report = run.execute()
     if not _live(as_json) and (len(report.results) > 1 or request.images
                                or request.containers):
@@ -240,14 +242,6 @@ def _scanner_json(scanner: Any) -> dict[str, Any]:
         "capabilities": list(scanner.capabilities),
         "origin": scanner.origin,
     }
-
-
-class _nullcontext:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 def _live(as_json: bool) -> bool:
@@ -357,6 +351,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Console-script entry point."""
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
+    # Every command's warnings (a bad definition file's name) are escaped, one line each.
+    setup_logging(logging.WARNING)
     signal.signal(signal.SIGINT, _on_signal)
     signal.signal(signal.SIGTERM, _on_signal)
     try:

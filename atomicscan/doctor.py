@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from importlib import resources
 
-from atomicscan import state
-from atomicscan.builtin.podman import HOST_CONTAINERS_CONF
+from atomicscan import isolation, state
 from atomicscan.errors import AtomicscanError
 from atomicscan.plugins import Plugins
-from atomicscan.runtime import ScannerContainer, first_line
+from atomicscan.runtime import ScannerContainer, last_line
 
 
 @dataclass(frozen=True)
@@ -25,7 +23,7 @@ class Check:
 
 
 def shipped_containers_conf() -> str:
-    return str(resources.files("atomicscan") / "data" / "containers.conf")
+    return str(isolation.shipped_containers_conf())
 
 
 def run_checks(plugins: Plugins) -> list[Check]:
@@ -69,8 +67,5 @@ def _probe_run(plugins: Plugins, name: str, image: str) -> Check:
         runtime.remove_container(probe.name)
     if result.ok:
         return Check(f"{name} locked-down run", True, f"{image} ran with the contract's flags")
-    fix = ""
-    if name == "podman" and "CONTAINERS_CONF" not in os.environ:
-        fix = (f"if this host's cgroups or rlimits are the cause, run: install -D -m 0644 "
-               f"{shipped_containers_conf()} {HOST_CONTAINERS_CONF}")
-    return Check(f"{name} locked-down run", False, first_line(result.stderr) or "failed", fix)
+    return Check(f"{name} locked-down run", False, last_line(result.stderr) or "failed",
+                 runtime.run_failure_hint())

@@ -15,6 +15,8 @@ class ExitCode(enum.IntEnum):
     """At least one scan failed, or a runtime error stopped the run."""
     USAGE = 2
     """Bad input: a wrong flag, an unknown scanner, a target that is not found."""
+    POLICY = 3
+    """Reserved for a policy gate: findings at or above a chosen severity (not used yet)."""
     INTERRUPTED = 130
     """Stopped by Ctrl-C or SIGTERM, after cleaning up."""
 

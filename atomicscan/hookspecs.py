@@ -1,8 +1,17 @@
 """The public plugin API of atomicscan: every hook a plugin may implement.
 
-A plugin is any module or object with functions marked ``@atomicscan.hookimpl`` whose names
-match the specs below. Built-in scanners and runtimes are plugins of exactly this kind;
-third-party plugins are found through the ``atomicscan`` entry-point group.
+A plugin is any module or object with functions marked ``@atomicscan.hookimpl`` (import it
+``from atomicscan import hookimpl``) whose names match the specs below. Built-in scanners and
+runtimes are plugins of exactly this kind; third-party plugins are found through the
+``atomicscan`` entry-point group.
+
+pluggy calls every implementation, so its rules hold: an implementation may take fewer
+arguments than its spec (``def atomicscan_process_result(result)``), ``tryfirst`` and
+``trylast`` order the calls, ``wrapper=True`` and ``hookwrapper=True`` implementations wrap
+them, and ``pm.trace`` sees every call. Each implementation is called on its own: one that
+raises is named in a warning and in ``atomicscan plugins``, and the others still run. A
+plugin that pluggy refuses (a wrapper that is not a generator, a marked function whose name
+is not one of these hooks) is reported in one line and not loaded.
 """
 
 from __future__ import annotations
@@ -28,7 +37,7 @@ def atomicscan_add_scanners(registry: ScannerRegistry) -> None:
     """Add scanners with ``registry.add(Scanner(...))``.
 
     Called once, when the plugin manager is set up, for every plugin. Adding a name that is
-    already registered raises :class:`atomicscan.errors.DuplicateScannerError`.
+    already registered raises :class:`atomicscan.DuplicateScannerError`.
     """
 
 
@@ -37,9 +46,9 @@ def atomicscan_add_runtimes(registry: RuntimeRegistry) -> None:
     """Add container runtimes with ``registry.add(name, factory)``.
 
     ``factory`` is called with no arguments when that runtime is first needed and returns an
-    object implementing :class:`atomicscan.runtime.Runtime`. Called once per plugin. A
+    object implementing :class:`atomicscan.Runtime`. Called once per plugin. A
     runtime whose CLI lists its containers and images can start from
-    :class:`atomicscan.listing.ListingRuntime`, which podman and docker share: it resolves
+    :class:`atomicscan.ListingRuntime`, which podman and docker share: it resolves
     all of a run's references against one listing of each kind, and gets the configurations
     of a batch's targets for ``/scanmeta`` with one inspect per kind, reusing what it
     inspected before.
@@ -53,7 +62,10 @@ def atomicscan_process_result(result: ScanResult, scanner: Scanner) -> ScanResul
     Called once per target, after the scanner's output was read and checked. Return a new
     result (``result.replace(...)``) to change it, or ``None`` to leave it as it is. The
     implementations form a chain: each one receives what the previous one returned, in
-    pluggy's call order (``tryfirst`` first, ``trylast`` last).
+    pluggy's call order (``tryfirst`` first, ``trylast`` last). One that raises is skipped,
+    and its one-line message is added to the result's ``notes``. A wrapper wraps the whole
+    chain: it is called with the first ``result``, its ``yield`` gives a list holding the
+    chain's last result, and returning a list holding another result replaces it.
     """
 
 
@@ -63,6 +75,7 @@ def atomicscan_merge_results(
 ) -> Report | None:
     """Merge the results of one run into the report that is printed and written.
 
-    The first non-``None`` result wins. The built-in merge is ``trylast``: implement this
-    hook to reshape the report (add totals, drop fields, sort differently).
+    The first non-``None`` result wins; an implementation that raises is skipped and the
+    next one is asked. The built-in merge is ``trylast``: implement this hook to reshape the
+    report (add totals, drop fields, sort differently).
     """

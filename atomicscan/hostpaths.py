@@ -50,6 +50,11 @@ REFUSED_PLACES: tuple[tuple[str, str], ...] = (
     ("/etc/krb5.keytab", "Kerberos keys"),
     ("/etc/docker", "docker's daemon configuration and keys"),
     ("/etc/kubernetes", "Kubernetes credentials"),
+    ("/etc/containers/auth.json", "registry credentials"),
+    ("/etc/NetworkManager/system-connections", "network passwords and keys"),
+    ("/etc/wireguard", "VPN keys"),
+    ("/etc/letsencrypt", "TLS private keys"),
+    ("/var/backups", "backups of the password files"),
     ("/root", "root's home"),
     ("/home", "users' homes"),
     # Kernel and device trees: live host state, not files to scan.

@@ -9,6 +9,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import signal
+from importlib import resources
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from atomicscan.errors import MountError
@@ -38,11 +40,26 @@ SCRATCH_DIRS = ("/tmp", "/var/tmp", "/run")  # noqa: S108 - paths inside the con
 #: Characters that would let a path end a --mount field or start a new one (docker's CLI
 #: reads the value as CSV, podman splits it on commas then on "=").
 MOUNT_SEPARATORS = frozenset(',="')
+#: containers.conf written by the setup script only on hosts where the engines' defaults
+#: (cgroups, rlimits) can't start the locked-down container; shipped in atomicscan/data/.
+HOST_CONTAINERS_CONF = Path("/etc/atomicscan/containers.conf")
 
 
 def default_cpus() -> float:
     """CPUs a scanner may use at most: all but one of ours, so one is left for the host."""
     return float(max(1, len(os.sched_getaffinity(0)) - 1))
+
+
+def shipped_containers_conf() -> Path:
+    """The containers.conf atomicscan ships for hosts like the test bed (see TESTBED.md)."""
+    return Path(str(resources.files("atomicscan") / "data" / "containers.conf"))
+
+
+def host_containers_conf() -> Path | None:
+    """:data:`HOST_CONTAINERS_CONF` when it applies: it exists and the user chose no other."""
+    if "CONTAINERS_CONF" in os.environ or not HOST_CONTAINERS_CONF.is_file():
+        return None
+    return HOST_CONTAINERS_CONF
 
 
 def size_text(size: int) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 
 from atomicscan import targetconfig
 from atomicscan.errors import AtomicscanError
-from atomicscan.runtime import Runtime, Target
+from atomicscan.runtime import Runtime, Target, TargetType
 from atomicscan.targets import Candidate, match_container, match_image, not_found
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ class ListingRuntime(Runtime):
 
     # -- the shared logic -----------------------------------------------------------------
 
-    def _target(self, ref: str, found: Candidate, kind: str) -> Target:
+    def _target(self, ref: str, found: Candidate, kind: TargetType) -> Target:
         return Target(ref=ref, id=found.id, type=kind, runtime=self.name, key=found.id,
                       names=found.names, running=found.running)
 

@@ -1,13 +1,21 @@
-"""The plugin manager: built-ins, then ``atomicscan`` entry points; one typed call per hook."""
+"""The plugin manager: built-ins, then ``atomicscan`` entry points; one typed call per hook.
+
+pluggy calls every implementation, through the hook callers of ``pm.hook``: it matches
+each implementation's arguments to what it declares, runs wrappers and traces the calls.
+atomicscan adds isolation around those calls. Each implementation is called alone
+(``pm.subset_hook_caller``), so one that raises is named and skipped while the others still
+run; each wrapper gets a call of its own in which the implementations take part as one extra
+method (``HookCaller.call_extra``), nested outermost first as pluggy nests them.
+"""
 
 from __future__ import annotations
 
 import importlib
 import logging
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import pluggy
 
@@ -31,6 +39,8 @@ BLOCK_ENV = "ATOMICSCAN_BLOCK_PLUGINS"
 
 log = logging.getLogger(__name__)
 
+_T = TypeVar("_T")
+
 
 @dataclass(frozen=True)
 class PluginInfo:
@@ -39,34 +49,74 @@ class PluginInfo:
     hooks: tuple[str, ...]
 
 
+class _ImplementationFailed(Exception):
+    """One implementation raised or returned the wrong type; already logged and recorded."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def _is_wrapper(impl: pluggy.HookImpl) -> bool:
+    return bool(impl.wrapper or impl.hookwrapper)
+
+
+def _value(caller: pluggy.HookCaller, outcome: Any) -> object:
+    """What one call of ``caller`` produced: firstresult hooks give it, the others a list."""
+    if caller.spec is not None and caller.spec.opts.get("firstresult"):
+        return outcome
+    return outcome[-1] if outcome else None
+
+
+class _Manager(pluggy.PluginManager):
+    """pluggy's manager, except that a plugin pluggy finds invalid is refused, not fatal."""
+
+    def __init__(self) -> None:
+        super().__init__(hookspecs.PROJECT)
+        self.refused: list[str] = []
+        """One line per plugin refused (bad wrapper, unknown hook); the others loaded."""
+
+    def _refuse(self, name: str, exc: pluggy.PluginValidationError) -> None:
+        detail = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+        message = f"plugin {name} refused: {detail}"
+        log.warning("%s", message)
+        self.refused.append(message)
+
+    def register(self, plugin: object, name: str | None = None) -> str | None:
+        try:
+            return super().register(plugin, name)
+        except pluggy.PluginValidationError as exc:
+            # pluggy validates every hook before it registers any, so nothing is left behind.
+            self._refuse(name or self.get_canonical_name(plugin), exc)
+            return None
+
+    def check_pending(self) -> None:
+        """pluggy's check; each plugin implementing a hook nobody specified is unregistered."""
+        while True:
+            try:
+                super().check_pending()
+            except pluggy.PluginValidationError as exc:
+                name = self.get_name(exc.plugin) or repr(exc.plugin)
+                self.unregister(exc.plugin)
+                self._refuse(name, exc)
+            else:
+                return
+
+
 class Plugins:
     """A wrapped :class:`pluggy.PluginManager`; the rest of atomicscan only calls these methods."""
 
-    def __init__(self, pm: pluggy.PluginManager) -> None:
+    def __init__(self, pm: pluggy.PluginManager, refused: Iterable[str] = ()) -> None:
         self.pm = pm
         self._scanners: ScannerRegistry | None = None
         self._runtimes: RuntimeRegistry | None = None
-        self.errors: list[str] = []
-        """One line per plugin hook that raised; the others still ran."""
-
-    def _failed(self, impl: Any, hook: str, exc: BaseException) -> str:
-        message = f"plugin {impl.plugin_name} failed in {hook}: {type(exc).__name__}: {exc}"
-        log.warning("%s", message)
-        self.errors.append(message)
-        return message
-
-    def _each(self, hook: str, **kwargs: Any) -> None:
-        """Call every implementation of a collecting hook; one that raises can't stop the rest."""
-        for impl in reversed(getattr(self.pm.hook, hook).get_hookimpls()):
-            try:
-                impl.function(**kwargs)
-            except Exception as exc:  # noqa: BLE001 - a third party's bug, reported by name
-                self._failed(impl, hook, exc)
+        self.errors: list[str] = list(refused)
+        """One line per plugin refused at load or hook that failed; the others still ran."""
 
     @classmethod
     def load(cls, extra: Iterable[object] = (), *, entry_points: bool = True) -> Plugins:
         """Built-ins, then entry points, then ``extra`` plugin objects (tests use those)."""
-        pm = pluggy.PluginManager(hookspecs.PROJECT)
+        pm = _Manager()
         pm.add_hookspecs(hookspecs)
         blocked = {name.strip() for name in os.environ.get(BLOCK_ENV, "").split(",")
                    if name.strip()}
@@ -80,15 +130,110 @@ class Plugins:
         for plugin in extra:
             pm.register(plugin)
         pm.check_pending()
-        return cls(pm)
+        return cls(pm, pm.refused)
+
+    # -- calling implementations through pluggy, one at a time ---------------------------
+
+    def _impls(self, hook: str) -> list[pluggy.HookImpl]:
+        """``hook``'s implementations in pluggy's call order: wrappers, then the rest."""
+        caller: pluggy.HookCaller = getattr(self.pm.hook, hook)
+        return list(reversed(caller.get_hookimpls()))
+
+    def _alone(self, hook: str, impl: pluggy.HookImpl) -> pluggy.HookCaller:
+        """A caller of ``hook`` that reaches ``impl``'s plugin and no other."""
+        others = [other.plugin for other in self._impls(hook) if other.plugin is not impl.plugin]
+        return self.pm.subset_hook_caller(hook, remove_plugins=others)
+
+    def _failed(self, impl: pluggy.HookImpl, hook: str, problem: str,
+                exc: BaseException | None = None) -> _ImplementationFailed:
+        message = f"plugin {impl.plugin_name} failed in {hook}: {problem}"
+        log.warning("%s", message)
+        if exc is not None:
+            log.debug("traceback of %s", message, exc_info=exc)
+        self.errors.append(message)
+        return _ImplementationFailed(message)
+
+    def _checked(self, impl: pluggy.HookImpl, hook: str, value: object,
+                 expect: type | None) -> object:
+        """``value`` if it is ``None`` or an ``expect``; else the plugin is reported."""
+        if value is None or expect is None or isinstance(value, expect):
+            return value
+        problem = f"returned {type(value).__name__}, not a {expect.__name__} or None"
+        raise self._failed(impl, hook, problem)
+
+    def _call_one(self, hook: str, impl: pluggy.HookImpl, kwargs: Mapping[str, object],
+                  expect: type | None = None) -> object:
+        """pluggy calls ``impl`` alone; raises :class:`_ImplementationFailed` if it failed."""
+        caller = self._alone(hook, impl)
+        try:
+            outcome = caller(**kwargs)
+        except Exception as exc:  # a third party's bug, reported by name
+            raise self._failed(impl, hook, f"{type(exc).__name__}: {exc}", exc) from exc
+        return self._checked(impl, hook, _value(caller, outcome), expect)
+
+    def _links(self, hook: str) -> list[pluggy.HookImpl]:
+        """The implementations that are not wrappers, in call order (``tryfirst`` first)."""
+        return [impl for impl in self._impls(hook) if not _is_wrapper(impl)]
+
+    def _wrapped(self, hook: str, inner: Callable[[], _T], kwargs: Mapping[str, object],
+                 expect: type | None = None) -> tuple[_T, list[str]]:
+        """``inner()`` (which calls the implementations) run inside every wrapper of ``hook``.
+
+        Returns its value, as the wrappers changed it, and the messages of the wrappers that
+        failed: one that raises, or returns the wrong type, is skipped and the value from
+        inside it is kept.
+        """
+        failures: list[str] = []
+        call = inner
+        for wrapper in reversed([impl for impl in self._impls(hook) if _is_wrapper(impl)]):
+            call = self._around(hook, wrapper, call, expect, kwargs, failures)
+        return call(), failures
+
+    def _around(self, hook: str, wrapper: pluggy.HookImpl, inner: Callable[[], _T],
+                expect: type | None, kwargs: Mapping[str, object],
+                failures: list[str]) -> Callable[[], _T]:
+        """One level of :meth:`_wrapped`: ``wrapper`` alone, with ``inner`` as its hook."""
+        def call() -> _T:
+            done: list[_T] = []
+
+            def inside() -> _T:
+                # Once only: a wrapper that fails after its yield must not rerun what it wraps.
+                if not done:
+                    done.append(inner())
+                return done[0]
+
+            caller = self._alone(hook, wrapper)
+            try:
+                value = _value(caller, caller.call_extra([inside], kwargs))
+                value = self._checked(wrapper, hook, value, expect)
+            except _ImplementationFailed as failure:
+                failures.append(failure.message)
+                return inside()
+            except Exception as exc:  # noqa: BLE001 - a third party's bug, reported by name
+                failed = self._failed(wrapper, hook, f"{type(exc).__name__}: {exc}", exc)
+                failures.append(failed.message)
+                return inside()
+            # A wrapper that returns nothing leaves the value as it was; _checked typed the rest.
+            return inside() if value is None else cast(_T, value)
+        return call
 
     # -- one method per hook ---------------------------------------------------------
+
+    def _collect(self, hook: str, **kwargs: object) -> None:
+        """Call every implementation of a collecting hook; one that raises can't stop the rest."""
+        def each() -> None:
+            for impl in self._links(hook):
+                try:
+                    self._call_one(hook, impl, kwargs)
+                except _ImplementationFailed:
+                    continue
+        self._wrapped(hook, each, kwargs)
 
     @property
     def scanners(self) -> ScannerRegistry:
         if self._scanners is None:
             registry = ScannerRegistry()
-            self._each("atomicscan_add_scanners", registry=registry)
+            self._collect("atomicscan_add_scanners", registry=registry)
             self._scanners = registry
         return self._scanners
 
@@ -96,36 +241,54 @@ class Plugins:
     def runtimes(self) -> RuntimeRegistry:
         if self._runtimes is None:
             registry = RuntimeRegistry()
-            self._each("atomicscan_add_runtimes", registry=registry)
+            self._collect("atomicscan_add_runtimes", registry=registry)
             self._runtimes = registry
         return self._runtimes
 
     def process_result(self, result: ScanResult, scanner: Scanner) -> ScanResult:
-        # pluggy calls the last-registered / tryfirst implementation first.
-        for impl in reversed(self.pm.hook.atomicscan_process_result.get_hookimpls()):
-            try:
-                changed = impl.function(result=result, scanner=scanner)
-            except Exception as exc:  # noqa: BLE001 - a third party's bug, reported by name
-                message = self._failed(impl, "atomicscan_process_result", exc)
-                result = result.replace(notes=(*result.notes, message))
-                continue
-            if isinstance(changed, ScanResult):
-                result = changed
-        return result
+        """The chain of ``atomicscan_process_result``; a failing plugin's message becomes a note."""
+        hook = "atomicscan_process_result"
+
+        def chain() -> ScanResult:
+            current = result
+            for impl in self._links(hook):
+                try:
+                    changed = self._call_one(hook, impl, {"result": current, "scanner": scanner},
+                                             ScanResult)
+                except _ImplementationFailed as failure:
+                    current = current.replace(notes=(*current.notes, failure.message))
+                    continue
+                if isinstance(changed, ScanResult):
+                    current = changed
+            return current
+
+        final, failures = self._wrapped(hook, chain, {"result": result, "scanner": scanner},
+                                        ScanResult)
+        if failures:
+            final = final.replace(notes=(*final.notes, *failures))
+        return final
 
     def merge_results(self, results: Sequence[ScanResult], scanner: Scanner, scan_type: str,
                       run_id: str) -> Report:
-        # firstresult by hand, so a plugin that raises falls through to the next (the built-in).
-        for impl in reversed(self.pm.hook.atomicscan_merge_results.get_hookimpls()):
-            try:
-                report = impl.function(results=list(results), scanner=scanner,
-                                       scan_type=scan_type, run_id=run_id)
-            except Exception as exc:  # noqa: BLE001 - a third party's bug, reported by name
-                self._failed(impl, "atomicscan_merge_results", exc)
-                continue
-            if isinstance(report, Report):
-                return report
-        raise RuntimeError("no plugin merged the results (atomicscan.builtin.merge blocked?)")
+        """The first merge that returns a report; one that raises falls through to the next."""
+        hook = "atomicscan_merge_results"
+        kwargs: dict[str, object] = {"results": list(results), "scanner": scanner,
+                                     "scan_type": scan_type, "run_id": run_id}
+
+        def first() -> Report | None:
+            for impl in self._links(hook):
+                try:
+                    report = self._call_one(hook, impl, kwargs, Report)
+                except _ImplementationFailed:
+                    continue
+                if isinstance(report, Report):
+                    return report
+            return None
+
+        report, _ = self._wrapped(hook, first, kwargs, Report)
+        if report is None:
+            raise RuntimeError("no plugin merged the results (atomicscan.builtin.merge blocked?)")
+        return report
 
     def info(self) -> list[PluginInfo]:
         dists = {id(plugin): dist for plugin, dist in self.pm.list_plugin_distinfo()}

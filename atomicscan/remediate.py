@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import tempfile
 from pathlib import Path
 
 from atomicscan.errors import AtomicscanError
 from atomicscan.runtime import Runtime, Target
+from atomicscan.safetext import printable
 from atomicscan.targets import normalize_image_ref
 
 #: The file a scanner leaves in /scanout/<key>/ when asked to remediate (scanner arg
@@ -28,8 +30,16 @@ def remediated_name(target: Target) -> str:
     return full + SUFFIX
 
 
+#: What an image's USER may look like to be written back into a Containerfile line.
+_USER = re.compile(r"[A-Za-z0-9_.:-]{1,256}")
+
+
 def containerfile(base_id: str, user: str) -> str:
     """Apply the fix script as root, then restore the image's own user."""
+    if user and not _USER.fullmatch(user):
+        # The image's config is its author's text: a newline would add build instructions.
+        raise RemediationError(f"the image's USER {printable(repr(user))} can't be restored "
+                               "safely in the remediated image")
     lines = [
         f"FROM {base_id}",
         "USER root",

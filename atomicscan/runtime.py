@@ -8,7 +8,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from atomicscan.errors import RuntimeUnavailableError, TargetNotFoundError, UsageError
 from atomicscan.isolation import DEFAULT_MEMORY_BYTES, DEFAULT_TMPFS_BYTES, default_cpus
@@ -16,6 +16,9 @@ from atomicscan.proc import Completed
 
 #: Label on every scanner container atomicscan starts; its value is the run ID.
 RUN_LABEL = "io.atomicscan.run"
+
+#: What a target is: an image or a container of a runtime, or a directory (``--rootfs``).
+TargetType = Literal["image", "container", "rootfs"]
 
 
 @dataclass(frozen=True)
@@ -26,8 +29,7 @@ class Target:
     """What the user gave: a name, a name:tag, an ID or a path."""
     id: str
     """The full ID (images, containers) or the absolute path (rootfs)."""
-    type: str
-    """``image``, ``container`` or ``rootfs``."""
+    type: TargetType
     runtime: str | None
     key: str
     """The directory name under ``/scanin`` and ``/scanout``."""
@@ -158,6 +160,10 @@ class Runtime(abc.ABC):
         """Build ``context/Containerfile`` as ``tag`` with no network and no pulling."""
         raise NotImplementedError(f"{self.name} cannot build images")
 
+    def run_failure_hint(self) -> str:
+        """What may fix a locked-down scanner run that fails on this host ("" if nothing)."""
+        return ""
+
     def build_hint(self, image: str) -> str:
         """How the user makes a missing scanner image available."""
         return f"build it with `{self.name} build -t {image} scanners/<name>`"
@@ -201,8 +207,8 @@ class RuntimeRegistry:
         return status
 
 
-def first_line(text: str) -> str:
-    """The last meaningful line of a command's stderr, for one-line messages."""
+def last_line(text: str) -> str:
+    """The last non-blank line of a command's stderr (where tools say why), stripped."""
     lines: Sequence[str] = [line.strip() for line in text.splitlines() if line.strip()]
     return lines[-1] if lines else ""
 

@@ -68,8 +68,8 @@ def loads_strict(data: bytes | str, max_depth: int = MAX_DEPTH) -> Any:
     if depth > max_depth:
         raise JSONRefused(f"nested {depth} levels deep (at most {max_depth})")
     try:
-        return json.loads(text, parse_constant=_refuse_constant, parse_int=_checked_int,
-                          parse_float=_checked_float)
+        document = json.loads(text, parse_constant=_refuse_constant, parse_int=_checked_int,
+                              parse_float=_checked_float)
     except JSONRefused:
         raise
     except json.JSONDecodeError as exc:
@@ -77,3 +77,26 @@ def loads_strict(data: bytes | str, max_depth: int = MAX_DEPTH) -> Any:
     except (ValueError, RecursionError) as exc:
         # The depth check should make these impossible; they still fail this document only.
         raise JSONRefused(f"cannot be parsed ({type(exc).__name__})") from None
+    if _holds_lone_surrogate(document):
+        # "\ud800" parses, but is no text: it can't be written as UTF-8 or read strictly.
+        raise JSONRefused("a string holds a lone surrogate escape, which is not Unicode text")
+    return document
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _holds_lone_surrogate(document: Any) -> bool:
+    """Whether any key or string of ``document`` holds a surrogate (walked without recursion)."""
+    pending = [document]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if _SURROGATE.search(item):
+                return True
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return False

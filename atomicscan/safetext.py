@@ -16,7 +16,10 @@ from rich.console import Console
 
 # C0 controls (newline and tab included: error lines stay one line), DEL, C1 controls,
 # and the Unicode format characters that reorder or hide text on a terminal.
-_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]")
+# Lone surrogates too: a byte typed on the command line that is not UTF-8 arrives as one,
+# and would be written back out as that raw byte (0x9b is an 8-bit escape sequence).
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff"
+                     "\ud800-\udfff]")
 
 
 def _escape(match: re.Match[str]) -> str:

@@ -23,6 +23,7 @@ from atomicscan.builtin.definitions import builtin_scanners_dir
 from atomicscan.errors import (
     AmbiguousTargetError,
     AtomicscanError,
+    MountError,
     RuntimeUnavailableError,
     ScannerImageMissingError,
     TargetNotFoundError,
@@ -33,8 +34,8 @@ from atomicscan.plugins import Plugins
 from atomicscan.proc import Cancelled, Completed
 from atomicscan.remediate import FIX_SCRIPT, build_remediated
 from atomicscan.results import Finding, Report, ScanResult, common_severity
-from atomicscan.runtime import RUN_LABEL, Bind, Runtime, ScannerContainer, Target, first_line
-from atomicscan.scanners import Scanner, ScannerRegistry
+from atomicscan.runtime import RUN_LABEL, Bind, Runtime, ScannerContainer, Target, last_line
+from atomicscan.scanners import Scanner, ScannerRegistry, name_problem
 from atomicscan.scanout import OutputLimits, read_target_output
 from atomicscan.state import RunState, new_run_id, run_label_value
 from atomicscan.targets import not_found, rootfs_key
@@ -150,12 +151,41 @@ def check_timeout(value: float | None) -> float:
     return value
 
 
+def _unsafe_dir(path: Path, *, mine: bool) -> str | None:
+    """Why someone else could swap or plant entries in ``path``, or None.
+
+    Every directory on the way must be root's or ours and not writable by others, unless
+    sticky (as /tmp is: others can't rename what is ours there); the results directories
+    themselves must be ours and writable by us alone.
+    """
+    try:
+        info = path.lstat()
+    except FileNotFoundError:
+        return None
+    owners = {os.geteuid()} if mine else {0, os.geteuid()}
+    if stat.S_ISLNK(info.st_mode):
+        return f"{path} is a symlink"
+    if info.st_uid not in owners:
+        return f"{path} belongs to uid {info.st_uid}"
+    writable = info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+    if writable and (mine or not info.st_mode & stat.S_ISVTX):
+        return f"{path} is writable by others"
+    return None
+
+
 def scanner_results_dir(root: Path, scanner: str) -> Path:
-    """``root/scanner``, after checking the name can't lead out of ``root`` (``..``, ``/``)."""
+    """``root/scanner``, after checking the name can't lead out of ``root`` (``..``, ``/``)
+    and that no one else can swap a directory on the way for a symlink of theirs."""
     real_root = root.resolve()
     candidate = (real_root / scanner).resolve()
     if candidate.parent != real_root or candidate.name != scanner:
         raise UsageError(f"scanner name {scanner!r} would put results outside {root}")
+    problems = [_unsafe_dir(parent, mine=False) for parent in reversed(real_root.parents)]
+    problems += [_unsafe_dir(real_root, mine=True), _unsafe_dir(candidate, mine=True)]
+    problem = next((p for p in problems if p is not None), None)
+    if problem is not None:
+        raise UsageError(f"results directory {root}: {problem}; choose a directory only you "
+                         "can write (mkdir -m 0700 DIR)")
     return candidate
 
 
@@ -168,8 +198,11 @@ def results_directory(base: Path | None, scanner: str) -> Path:
 def _rootfs_targets(paths: Sequence[Path], *, allow_host_root: bool) -> list[Target]:
     targets = []
     for path in paths:
-        resolved = path.resolve()
-        if not resolved.is_dir():
+        try:
+            resolved = path.resolve(strict=True)
+        except (OSError, RuntimeError):
+            resolved = None
+        if resolved is None or not resolved.is_dir():
             raise UsageError(f"--rootfs {path}: not a directory")
         if resolved == Path("/") and not allow_host_root:
             raise UsageError(f"--rootfs {path} is the host's own root (secrets included); "
@@ -247,21 +280,30 @@ def _pin_host_path(source: str, what: str) -> tuple[Path, tuple[int, int]]:
     """
     real = hostpaths.check_host_path(source, what=what)
     try:
-        fd = os.open(real, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+        pinned, inode, mode = _pin(real)
     except OSError as exc:
         raise hostpaths.HostPathError(f"{what} {source}: {exc.strerror}") from None
+    reason = hostpaths.refused_reason(pinned)
+    if reason is None and not (stat.S_ISDIR(mode) or stat.S_ISREG(mode)):
+        reason = f"{pinned} is not a directory or a regular file"
+    if reason is not None or pinned != real:
+        raise hostpaths.HostPathError(
+            f"{what} {source}: refused: {reason or 'it changed while being checked'}")
+    return pinned, inode
+
+
+def _pin(path: Path) -> tuple[Path, tuple[int, int], int]:
+    """Where ``path`` really is, its inode and mode, read from an open file of it (not
+    following a last symlink): the path the kernel gives can't be a name swapped later."""
+    fd = os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
         info = os.fstat(fd)
         pinned = Path(f"/proc/self/fd/{fd}").readlink()
     finally:
         os.close(fd)
-    reason = hostpaths.refused_reason(pinned)
-    if not (stat.S_ISDIR(info.st_mode) or stat.S_ISREG(info.st_mode)):
-        reason = f"{pinned} is not a directory or a regular file"
-    if reason is not None or pinned != real:
-        raise hostpaths.HostPathError(
-            f"{what} {source}: refused: {reason or 'it changed while being checked'}")
-    return pinned, (info.st_dev, info.st_ino)
+    if stat.S_ISLNK(info.st_mode):
+        raise OSError(errno.ELOOP, "a symlink", str(path))
+    return pinned, (info.st_dev, info.st_ino), info.st_mode
 
 
 def _copy_regular(source: Path, copy: Path, limit: int) -> None:
@@ -591,13 +633,14 @@ class ScanRun:
                     raise Cancelled("run cancelled")
                 self.progress(f"mounting {target.type} {target.ref} read-only")
                 try:
+                    inode = None
                     if target.type == "rootfs":
-                        source = Path(target.id)
+                        source, inode = self._pin_rootfs(target)
                     else:
                         source = stack.enter_context(runtime.mount_rootfs(
                             target, run_state.journal, batch_dir / "work" / target.key))
-                    view = stack.enter_context(
-                        mounts.readonly_bind(source, batch_dir / "scanin" / target.key))
+                    view = stack.enter_context(mounts.readonly_bind(
+                        source, batch_dir / "scanin" / target.key, expect=inode))
                 except AtomicscanError as exc:
                     # Removed since the listing, or unmountable: this target alone fails.
                     failed.append(failed_result(target, self.scanner, self.scan_type,
@@ -646,6 +689,19 @@ class ScanRun:
             return [self._result(target, completed, scanout, results_dir, started, finished)
                     for target in ready] + failed
 
+    def _pin_rootfs(self, target: Target) -> tuple[Path, tuple[int, int]]:
+        """A --rootfs directory, judged again on what an open file of it points at: someone
+        who owns a directory on its path could have swapped it for a link to ``/``."""
+        try:
+            pinned, inode, _mode = _pin(Path(target.id))
+        except OSError as exc:
+            raise MountError(f"{target.id}: {exc.strerror or exc}") from None
+        if pinned != Path(target.id):
+            raise MountError(f"{target.id} changed since it was resolved (now {pinned})")
+        if pinned == Path("/") and not self.request.allow_host_rootfs:
+            raise MountError("it is the host's own root; --allow-host-rootfs was not given")
+        return pinned, inode
+
     def _remediate(self, groups: Mapping[str, tuple[Runtime, list[Target]]],
                    result: ScanResult) -> ScanResult:
         runtime, targets = groups[result.runtime or ""]
@@ -687,6 +743,9 @@ class ScanRun:
             value = self.request.scanner_args.get(name)
             if value is None:
                 continue
+            if name_problem(name) is not None:  # it names a directory of ours
+                raise AtomicscanError(f"scanner {self.scanner.name}: host file argument "
+                                      f"{name!r} is not a valid name")
             real = hostpaths.check_host_path(value, what=f"--scanner-args {name}=")
             try:
                 info = real.stat()
@@ -788,7 +847,7 @@ class ScanRun:
         if completed.timed_out:
             error = f"the scanner timed out after {self.timeout:g}s"
         elif completed.returncode != 0:
-            why = first_line(completed.stderr) or "no message"
+            why = last_line(completed.stderr) or "no message"
             message = f"the scanner exited with status {completed.returncode}: {why}"
             if output.document is None:
                 # Why it died says more than "no json"; a refused json keeps its reason.

@@ -137,19 +137,21 @@ class ScannerRegistry:
         self._scanners: dict[str, Scanner] = {}
 
     def add(self, scanner: Scanner) -> None:
-        """Register ``scanner``; a second scanner of the same name, or a name that is not a
-        safe directory name, is an error."""
+        """Register ``scanner``; a second scanner of the same name, a name that is not a
+        safe directory name, or isolation beyond the contract (:func:`isolation_problem`)
+        is an error."""
         problems = [name_problem(scanner.name), image_problem(scanner.image),
-                    *(name_problem(scan) for scan in scanner.scan_types)]
+                    *(name_problem(scan) for scan in scanner.scan_types),
+                    isolation_problem(scanner)]
         problem = next((p for p in problems if p is not None), None)
         if problem is not None:
             raise InvalidScannerError(
-                f"scanner from {printable(scanner.origin or '?')} refused: {problem}")
+                printable(f"scanner from {scanner.origin or '?'} refused: {problem}"))
         existing = self._scanners.get(scanner.name)
         if existing is not None:
             raise DuplicateScannerError(
-                f"scanner {scanner.name!r} is defined twice: by {existing.origin or '?'} "
-                f"and by {scanner.origin or '?'}"
+                printable(f"scanner {scanner.name!r} is defined twice: by "
+                          f"{existing.origin or '?'} and by {scanner.origin or '?'}")
             )
         self._scanners[scanner.name] = scanner
 
@@ -202,6 +204,16 @@ def _name(path: Path, doc: Mapping[str, Any], key: str, *, default: str | None =
     return value
 
 
+def _host_file_names(path: Path, raw: Any) -> tuple[str, ...]:
+    """Scanner argument names whose values are host files: each names a directory of ours."""
+    names = _string_list(path, raw, "host_files")
+    for name in names:
+        problem = name_problem(name)
+        if problem is not None:
+            raise DefinitionError(path, f"host_files: refused: {problem}")
+    return names
+
+
 def _scan_types(path: Path, raw_scans: Any) -> dict[str, ScanType]:
     if not isinstance(raw_scans, list) or not raw_scans:
         raise DefinitionError(path, "key 'scans' must be a non-empty list of scan types")
@@ -216,7 +228,7 @@ def _scan_types(path: Path, raw_scans: Any) -> dict[str, ScanType]:
             name=scan_name,
             args=_string_list(path, raw.get("args"), "args"),
             description=_optional_string(path, raw, "description"),
-            host_files=_string_list(path, raw.get("host_files", []), "host_files"),
+            host_files=_host_file_names(path, raw.get("host_files", [])),
         )
     return scan_types
 
@@ -308,66 +320,113 @@ def _custom_args(path: Path, raw: Any) -> _CustomArgs:
 
 
 def _readonly_mount(path: Path, spec: str, taken: Sequence[str]) -> tuple[str, str]:
-    """``SRC:DST:ro`` as (the real path of SRC, DST), if a scanner may see SRC at DST.
-
-    Every part is checked as text before it reaches a runtime's ``--mount`` flag, and SRC
-    is judged by its real path (symlinks, ``..``, ``//`` resolved) against the refused places.
-    """
+    """``SRC:DST:ro`` as (the real path of SRC, DST), if a scanner may see SRC at DST
+    (:func:`checked_host_mount`)."""
     shown = repr(spec)
     parts = spec.split(":")
     if len(parts) != 3 or parts[2] != "ro":
         raise DefinitionError(path, f"custom_args: -v {shown}: refused: host paths are only "
                                     "mounted read-only, as SRC:DST:ro")
-    source, destination = parts[0], parts[1]
+    try:
+        return checked_host_mount(parts[0], parts[1], taken)
+    except HostMountRefused as exc:
+        raise DefinitionError(path, f"custom_args: -v {shown}: {exc}") from None
+
+
+class HostMountRefused(Exception):
+    """Why a host path may not be shown to a scanner: one line, completed by the caller."""
+
+
+def checked_host_mount(source: str, destination: str, taken: Sequence[str] = ()
+                       ) -> tuple[str, str]:
+    """``(real path of source, destination)`` if a scanner may see ``source`` read-only at
+    ``destination``, else :class:`HostMountRefused`; ``taken`` are destinations already used.
+
+    Every part is checked as text before it reaches a runtime's ``--mount`` flag, and the
+    source is judged by its real path (symlinks, ``..``, ``//`` resolved) against the refused
+    places. Definition files and :meth:`ScannerRegistry.add` ask the same questions.
+    """
     for part, text in (("source", source), ("destination", destination)):
         problem = option_syntax_reason(text)
         if problem is not None:
-            raise DefinitionError(path, f"custom_args: -v {shown}: refused: the {part} {problem}")
+            raise HostMountRefused(f"refused: the {part} {problem}")
     if not source.startswith("/"):
-        raise DefinitionError(path, f"custom_args: -v {shown}: refused: the source must be an "
-                                    "absolute host path")
+        raise HostMountRefused("refused: the source must be an absolute host path")
     if (not destination.startswith("/") or "//" in destination
             or posixpath.normpath(destination) != destination):
-        raise DefinitionError(path, f"custom_args: -v {shown}: refused: the destination must "
-                                    "be an absolute path without '.', '..' or '//'")
+        raise HostMountRefused("refused: the destination must be an absolute path without "
+                               "'.', '..' or '//'")
     if destination == "/" or any(destination == reserved or destination.startswith(reserved + "/")
                                  for reserved in _RESERVED_DESTINATIONS):
-        raise DefinitionError(path, f"custom_args: -v {shown}: refused: {destination} "
-                                    "belongs to the scan or the scanner's own system")
+        raise HostMountRefused(f"refused: {destination} belongs to the scan or the scanner's "
+                               "own system")
     if destination in taken:
-        raise DefinitionError(path, f"custom_args: -v {shown}: refused: {destination} is "
-                                    "mounted twice")
-    return _real_source(path, spec, source), destination
+        raise HostMountRefused(f"refused: {destination} is mounted twice")
+    return _real_source(source), destination
 
 
-def _real_source(path: Path, spec: str, source: str) -> str:
-    """The real path of a ``-v`` source, or why the definition is refused.
+def _real_source(source: str) -> str:
+    """The real path of a host mount's source, or :class:`HostMountRefused`.
 
     A source that does not exist yet is kept (atomic scan files name paths a package creates
     later), judged by where it would resolve now; the scan judges it again before mounting.
     """
-    shown = repr(spec)
     try:
         real = check_host_path(source, what="source")
     except HostPathError as exc:
         if os.path.lexists(source):
-            raise DefinitionError(path, f"custom_args: -v {shown}: {exc}") from None
+            raise HostMountRefused(str(exc)) from None
         real = Path(os.path.realpath(source))
         reason = refused_reason(real)
         if reason is not None:
-            raise DefinitionError(path, f"custom_args: -v {shown}: refused: source "
-                                        f"{reason}") from None
+            raise HostMountRefused(f"refused: source {reason}") from None
     else:
         mode = real.stat().st_mode
         # A socket stays usable through a read-only mount; devices and FIFOs are no files.
         if not (stat.S_ISDIR(mode) or stat.S_ISREG(mode)):
-            raise DefinitionError(path, f"custom_args: -v {shown}: refused: {real} is not a "
-                                        "directory or a regular file")
+            raise HostMountRefused(f"refused: {real} is not a directory or a regular file")
     problem = option_syntax_reason(str(real))
     if problem is not None:
-        raise DefinitionError(path, f"custom_args: -v {shown}: refused: its real path {real} "
-                                    f"{problem.removeprefix('it ')}")
+        raise HostMountRefused(f"refused: its real path {real} {problem.removeprefix('it ')}")
     return str(real)
+
+
+def capability_problem(capabilities: Sequence[str], *, host_mounts: bool) -> str | None:
+    """Why a scanner may not hold ``capabilities`` (names without ``CAP_``), or None."""
+    if len(capabilities) > 1:
+        return f"capabilities {', '.join(capabilities)}: one capability at most"
+    for cap in capabilities:
+        if cap not in ALLOWED_CAPABILITIES:
+            allowed = ", ".join(sorted(ALLOWED_CAPABILITIES))
+            return f"capability {cap!r} is not allowed (allowed: {allowed})"
+    if host_mounts and _READS_EVERYTHING in capabilities:
+        return (f"a host mount together with {_READS_EVERYTHING}: it would read every file "
+                "under the mount, whatever its permissions")
+    return None
+
+
+def isolation_problem(scanner: Scanner) -> str | None:
+    """Why ``scanner`` asks for more isolation than the contract grants, or None.
+
+    The same rules as definition files, for scanners a Python plugin builds itself: one
+    capability from the allow-list, read-only host mounts only of places a scanner may see,
+    never on the scan's own paths, never with DAC_READ_SEARCH.
+    """
+    problem = capability_problem(scanner.capabilities, host_mounts=bool(scanner.host_mounts))
+    if problem is not None:
+        return problem
+    taken: list[str] = []
+    for mount in scanner.host_mounts:
+        if (not isinstance(mount, tuple) or len(mount) != 2
+                or not all(isinstance(part, str) for part in mount)):
+            return f"host mount {mount!r} is not a (source, destination) pair of strings"
+        source, destination = mount
+        try:
+            checked_host_mount(source, destination, taken)
+        except HostMountRefused as exc:
+            return f"host mount {source!r} at {destination!r}: {str(exc).removeprefix('refused: ')}"
+        taken.append(destination)
+    return None
 
 
 class _RefusedYAML(yaml.MarkedYAMLError):

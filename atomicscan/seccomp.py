@@ -1,4 +1,5 @@
-"""A seccomp profile for scanners: the runtime's own default, minus every way to a new namespace.
+"""A seccomp profile for scanners: the runtime's own default, minus every way to a new namespace
+and ``open_by_handle_at``.
 
 podman's default profile lets an unprivileged process call ``unshare``, ``setns`` and
 ``clone``/``clone3`` with namespace flags, so a scanner could become root of a user
@@ -26,8 +27,10 @@ DEFAULT_PROFILES = (Path("/etc/containers/seccomp.json"),
                     Path("/usr/share/containers/seccomp.json"))
 #: CLONE_NEWNS | NEWCGROUP | NEWUTS | NEWIPC | NEWUSER | NEWPID | NEWNET: clone's namespace bits.
 NAMESPACE_FLAGS = 0x7E020000
-#: Refused outright: each one enters or makes a namespace.
-REFUSED = ("unshare", "setns")
+#: Refused outright: unshare and setns enter or make a namespace; open_by_handle_at opens any
+#: inode of a filesystem the scanner can see a mount of (the host's / through /etc/hosts),
+#: which podman allows whenever a scanner holds DAC_READ_SEARCH ("shocker").
+REFUSED = ("unshare", "setns", "open_by_handle_at")
 #: The calls whose rules this module writes itself; every rule of the default naming them goes.
 REWRITTEN = frozenset({*REFUSED, "clone", "clone3"})
 #: The architectures where clone takes its flags as the second argument, not the first.

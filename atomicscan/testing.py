@@ -244,7 +244,7 @@ class RootfsFactory:
 @pytest.fixture
 def atomicscan_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AtomicscanEnv:
     """Point atomicscan's state, results and definitions into ``tmp_path`` for this test."""
-    from atomicscan.builtin.podman import HOST_CONTAINERS_CONF
+    from atomicscan.isolation import host_containers_conf
 
     base = tmp_path / "atomicscan"
     env = AtomicscanEnv(state_dir=base / "state", results_dir=base / "results",
@@ -253,8 +253,9 @@ def atomicscan_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Atomicsca
     monkeypatch.setenv("ATOMICSCAN_STATE_DIR", str(env.state_dir))
     monkeypatch.setenv("ATOMICSCAN_RESULTS_DIR", str(env.results_dir))
     monkeypatch.setenv("ATOMICSCAN_CONFIG_DIR", str(env.config_dir))
-    if "CONTAINERS_CONF" not in os.environ and HOST_CONTAINERS_CONF.is_file():
-        monkeypatch.setenv("CONTAINERS_CONF", str(HOST_CONTAINERS_CONF))
+    conf = host_containers_conf()
+    if conf is not None:
+        monkeypatch.setenv("CONTAINERS_CONF", str(conf))
     return env
 
 

@@ -51,7 +51,9 @@ from types import ModuleType
 from typing import Any
 
 from benchlib import (
+    BenchError,
     Done,
+    MountKeeper,
     Samples,
     Terminated,
     _on_sigterm,
@@ -94,10 +96,6 @@ SCANNER_IMAGE = "localhost/atomicscan/packages:latest"
 
 #: How long a child gets to clean up after SIGTERM before it is killed.
 CHILD_GRACE_SECONDS = 30.0
-
-
-class BenchError(Exception):
-    """A step of the benchmark failed; the message says which and why."""
 
 
 def log(message: str) -> None:
@@ -172,7 +170,7 @@ def export_into(binary: str, container: str, directory: Path) -> None:
 # --------------------------------------------------------------------------- clean-up
 
 
-class Janitor:
+class Janitor(MountKeeper):
     """Remembers what the benchmark set up until it is taken down again.
 
     Mounts made through atomicscan's context managers undo themselves on every exit path;
@@ -182,25 +180,17 @@ class Janitor:
     """
 
     def __init__(self, workdir: Path) -> None:
-        self.workdir = workdir
+        super().__init__(workdir, run)
         self.containers: list[tuple[str, str]] = []
         #: Journal records of mounts begun but not yet handed over to their context.
         self.pending: list[tuple[Any, dict[str, Any]]] = []
         self.closed = False
-        self._serial = 0
 
     def journal_for(self, runtime: Any) -> Callable[[dict[str, Any]], None]:
         return lambda record: self.pending.append((runtime, dict(record)))
 
-    def scratch(self, prefix: str) -> Path:
-        self._serial += 1
-        path = self.workdir / f"{prefix}-{self._serial}"
-        path.mkdir()
-        return path
-
     def container_name(self) -> str:
-        self._serial += 1
-        return f"atomicscan-bench-{os.getpid()}-{self._serial}"
+        return f"atomicscan-bench-{os.getpid()}-{self.next_serial()}"
 
     def create_container(self, binary: str, image: str) -> str:
         name = self.container_name()
@@ -233,15 +223,7 @@ class Janitor:
                    check=False).returncode == 0:
                 problems.append(f"{binary} container {name}")
         self.containers.clear()
-        for point in mount_points_under(self.workdir):
-            if run(["umount", point], check=False).returncode != 0:
-                run(["umount", "--lazy", point], check=False)
-        still = mount_points_under(self.workdir)
-        problems.extend(f"still mounted: {point}" for point in still)
-        if not still:  # never delete through a mount into image storage
-            shutil.rmtree(self.workdir, ignore_errors=True)
-        if self.workdir.exists():
-            problems.append(f"could not remove {self.workdir}")
+        problems.extend(self.release_workdir())
         return problems
 
 

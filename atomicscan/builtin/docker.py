@@ -18,14 +18,14 @@ from typing import Any
 from atomicscan import dockerfs, proc
 from atomicscan.errors import CommandError, MountError, RuntimeUnavailableError
 from atomicscan.hookspecs import hookimpl
-from atomicscan.isolation import explain_exit, isolation_flags
+from atomicscan.isolation import explain_exit, isolation_flags, tmpfs_spec
 from atomicscan.listing import ListingRuntime
 from atomicscan.runtime import (
     RuntimeRegistry,
     ScannerContainer,
     Target,
-    first_line,
     iter_nonempty,
+    last_line,
 )
 from atomicscan.targets import Candidate
 
@@ -77,6 +77,7 @@ class DockerRuntime(ListingRuntime):
         self.binary = binary
         self._checked = False
         self._storage_info: dockerfs.DockerStorage | None = None
+        self._image_volumes: dict[str, list[str]] = {}
 
     def _docker(self, *args: str, check: bool = True, timeout: float = 300.0
                 ) -> proc.Completed:
@@ -111,7 +112,7 @@ class DockerRuntime(ListingRuntime):
                 or "no such file" in text or "connection refused" in text:
             return (f"docker: cannot reach a docker daemon at {daemon_address()}; "
                     "is dockerd running?")
-        return f"docker: the daemon at {daemon_address()} is not usable: {first_line(stderr)}"
+        return f"docker: the daemon at {daemon_address()} is not usable: {last_line(stderr)}"
 
     # -- targets ---------------------------------------------------------------------
 
@@ -224,10 +225,31 @@ class DockerRuntime(ListingRuntime):
         # which never holds CAP_SYS_ADMIN; podman's needs atomicscan.seccomp.
         argv = [
             self.binary, "run", "--rm", "--pull", "never", "--name", container.name,
-            *isolation_flags(container), container.image, *container.args,
+            *isolation_flags(container), *self._volume_tmpfs(container),
+            container.image, *container.args,
         ]
         return explain_exit(proc.run_bounded(argv, timeout=container.timeout,
                                              cancel=container.cancel), container)
+
+    def _volume_tmpfs(self, container: ScannerContainer) -> list[str]:
+        """A sized tmpfs over each VOLUME the scanner's image declares: docker would give
+        each an anonymous volume on its own disk, with no size limit at all."""
+        if container.image not in self._image_volumes:
+            result = self._docker("image", "inspect", "--format", "{{json .Config.Volumes}}",
+                                  "--", container.image, check=False)
+            try:
+                declared = json.loads(result.stdout or "null") if result.ok else None
+            except json.JSONDecodeError:
+                declared = None
+            self._image_volumes[container.image] = sorted(declared or {})
+        flags: list[str] = []
+        for path in self._image_volumes[container.image]:
+            if not path.startswith("/") or any(c in path for c in ',:="') or \
+                    not path.isprintable():
+                raise MountError(f"scanner image {container.image} declares VOLUME "
+                                 f"{path!r}, which can't be covered safely")
+            flags += ["--tmpfs", tmpfs_spec(path, container.tmpfs_bytes)]
+        return flags
 
     def remove_container(self, name: str) -> None:
         self._docker("rm", "--force", name, check=False)

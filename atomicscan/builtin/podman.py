@@ -13,28 +13,31 @@ from typing import Any
 from atomicscan import proc
 from atomicscan.errors import CommandError, MountError, RuntimeUnavailableError
 from atomicscan.hookspecs import hookimpl
-from atomicscan.isolation import explain_exit, isolation_flags
+from atomicscan.isolation import (
+    HOST_CONTAINERS_CONF,
+    explain_exit,
+    host_containers_conf,
+    isolation_flags,
+    shipped_containers_conf,
+)
 from atomicscan.listing import ListingRuntime
 from atomicscan.runtime import (
     RuntimeRegistry,
     ScannerContainer,
     Target,
-    first_line,
+    last_line,
 )
 from atomicscan.seccomp import SCANNER_PROFILE
 from atomicscan.targets import Candidate, fully_qualified
 
-#: Written by the setup script only on hosts where podman's defaults cannot run containers.
-HOST_CONTAINERS_CONF = Path("/etc/atomicscan/containers.conf")
 #: References per inspect command: far below any argv limit, few calls on a big host.
 INSPECT_CHUNK = 200
 
 
 def podman_environment() -> dict[str, str]:
     """Extra environment for podman: the host fix-up config, unless the user chose one."""
-    if "CONTAINERS_CONF" in os.environ or not HOST_CONTAINERS_CONF.is_file():
-        return {}
-    return {"CONTAINERS_CONF": str(HOST_CONTAINERS_CONF)}
+    conf = host_containers_conf()
+    return {} if conf is None else {"CONTAINERS_CONF": str(conf)}
 
 
 def podman_flags(container: ScannerContainer) -> list[str]:
@@ -45,6 +48,9 @@ def podman_flags(container: ScannerContainer) -> list[str]:
         "--read-only-tmpfs=false",
         # podman's default profile lets a scanner unshare into a user namespace of its own.
         "--security-opt", f"seccomp={SCANNER_PROFILE.path()}",
+        # A VOLUME in the scanner's image would be unbounded host disk: leave it out, so
+        # the path stays part of the read-only root.
+        "--image-volume", "ignore",
     ]
 
 
@@ -71,7 +77,7 @@ class PodmanRuntime(ListingRuntime):
             raise RuntimeUnavailableError("podman: atomicscan needs root to mount images")
         result = self._podman("version", "--format", "{{.Client.Version}}", check=False)
         if not result.ok:
-            raise RuntimeUnavailableError(f"podman: not working: {first_line(result.stderr)}")
+            raise RuntimeUnavailableError(f"podman: not working: {last_line(result.stderr)}")
         self._checked = "ok"
 
     # -- targets ---------------------------------------------------------------------
@@ -195,6 +201,12 @@ class PodmanRuntime(ListingRuntime):
         self._podman("build", "--network", "none", "--pull=never", "--quiet",
                      "--file", str(context / "Containerfile"), "--tag", tag, str(context),
                      timeout=1800)
+
+    def run_failure_hint(self) -> str:
+        if "CONTAINERS_CONF" in os.environ:
+            return ""
+        return (f"if this host's cgroups or rlimits are the cause, run: install -D -m 0644 "
+                f"{shipped_containers_conf()} {HOST_CONTAINERS_CONF}")
 
     def build_hint(self, image: str) -> str:
         return (f"build it with `podman build --network host -t {image} scanners/<name>` "

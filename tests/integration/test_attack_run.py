@@ -136,8 +136,8 @@ def tiny_disk(tmp_path: Path) -> Iterator[Path]:
     """A results filesystem with room for a report or two, not for a scanner's extra files."""
     disk = tmp_path / "tiny"
     disk.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=96k", "atomicscan-test-tiny", str(disk)],
-                   check=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=96k,mode=0700", "atomicscan-test-tiny",
+                    str(disk)], check=True)
     try:
         yield disk
     finally:
@@ -363,4 +363,196 @@ args = ["sh", "-c", {json.dumps(script)}]
     assert run.json()["results"][0]["custom"] == {"w": "no", "read": "feed line",
                                                   "n": "feed.txt"}
     assert feed.read_text() == "feed line\n"
+    assert_no_leftovers(host_before, atomicscan.state_dir)
+
+
+#: open_by_handle_at on inode 2 (a filesystem's root) of whatever filesystem /etc/hosts is on:
+#: with DAC_READ_SEARCH this is the "shocker" escape to the host's own root.
+SHOCKER = r"""
+import ctypes, json, os, struct, sys
+libc = ctypes.CDLL(None, use_errno=True)
+out = {}
+for where in ("/etc/hosts", "/scanmeta/targets.json", "/etc/hostname"):
+    try:
+        fd = os.open(where, os.O_RDONLY)
+    except OSError:
+        continue
+    for handle_type in (1, 2, 0x81):
+        handle = struct.pack("IiII", 8, handle_type, 2, 0)
+        opened = libc.open_by_handle_at(fd, ctypes.c_char_p(handle), os.O_RDONLY | os.O_DIRECTORY)
+        errno = ctypes.get_errno()
+        if opened >= 0:
+            out[f"{where}:{handle_type}"] = sorted(os.listdir(f"/proc/self/fd/{opened}"))[:5]
+        else:
+            out[f"{where}:{handle_type}"] = errno
+for d in os.listdir("/scanin"):
+    os.makedirs(f"/scanout/{d}", exist_ok=True)
+    with open(f"/scanout/{d}/json", "w") as f:
+        json.dump({"Successful": "true", "Custom": out}, f)
+"""
+
+
+def test_a_scanner_with_dac_read_search_cannot_open_host_inodes_by_handle(
+    atomicscan: Atomicscan, host_before: HostSnapshot
+) -> None:
+    (atomicscan.config_dir / "shocker.toml").write_text(f"""\
+type = "scanner"
+scanner_name = "shocker"
+image_name = "localhost/atomicscan/packages:latest"
+
+[[scans]]
+name = "test"
+args = ["python3", "-c", {json.dumps(SHOCKER)}]
+
+[isolation]
+capabilities = ["DAC_READ_SEARCH"]
+""")
+
+    run = atomicscan("--scanner", "shocker", "--json", ALPINE)
+
+    assert run.returncode == 0, run.stderr
+    attempts = run.json()["results"][0]["custom"]
+    assert attempts, "the probe found no file to take a handle from"
+    assert set(attempts.values()) == {1}, f"open_by_handle_at must fail with EPERM: {attempts}"
+    assert "shadow" not in run.stdout
+    assert_no_leftovers(host_before, atomicscan.state_dir)
+
+
+def test_a_results_directory_others_can_write_is_refused(
+    atomicscan: Atomicscan, host_before: HostSnapshot, tmp_path: Path
+) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o777)
+    shared.chmod(0o1777)
+    squatted = tmp_path / "private"
+    (squatted / "packages").mkdir(parents=True, mode=0o700)
+    squatted.chmod(0o700)
+    os.chown(squatted / "packages", 65534, 65534)  # another user planted the scanner folder
+
+    for output_dir in (shared, squatted):
+        run = atomicscan("--scanner", "packages", "--output-dir", str(output_dir), ALPINE)
+        assert run.returncode == 2
+        (line,) = _clean_lines(run.stderr)
+        assert "writable by others" in line or "belongs to uid 65534" in line
+    assert list(shared.iterdir()) == []
+    assert list((squatted / "packages").iterdir()) == []
+    assert_no_leftovers(host_before, atomicscan.state_dir)
+
+
+@pytest.mark.parametrize("runtime", ["podman"])
+def test_two_definitions_claiming_one_name_are_both_refused(atomicscan: Atomicscan) -> None:
+    for file_name in ("0-squatter.toml", "mycorp.toml"):
+        (atomicscan.config_dir / file_name).write_text("""\
+type = "scanner"
+scanner_name = "mycorp"
+image_name = "localhost/atomicscan/packages:latest"
+
+[[scans]]
+name = "test"
+args = ["true"]
+""")
+
+    listed = atomicscan("--list", "--json")
+    scan = atomicscan("--scanner", "mycorp", "--remediate", "--trust-scanner", "mycorp", DEBIAN)
+
+    assert "mycorp" not in [s["name"] for s in json.loads(listed.stdout)["scanners"]]
+    warnings = [line for line in listed.stderr.splitlines() if "also defined" in line]
+    assert len(warnings) == 2
+    assert scan.returncode == 2
+    assert "unknown scanner 'mycorp'" in _clean_lines(scan.stderr)[-1]
+
+
+@pytest.mark.parametrize("runtime", ["podman"])
+def test_host_file_argument_names_cannot_leave_the_run(
+    atomicscan: Atomicscan, tmp_path: Path, unique: str
+) -> None:
+    escape = f"../../../../../tmp/atomicscan-trav-{unique}"
+    (atomicscan.config_dir / "trav.toml").write_text(f"""\
+type = "scanner"
+scanner_name = "trav"
+image_name = "localhost/atomicscan/packages:latest"
+
+[[scans]]
+name = "test"
+args = ["true"]
+host_files = [{json.dumps(escape)}]
+""")
+    feed = tmp_path / "feed"
+    feed.write_text("x\n")
+
+    listed = atomicscan("--list", "--json")
+    run = atomicscan("--scanner", "trav", "--scanner-args", f"{escape}={feed}", ALPINE)
+
+    assert "trav" not in [s["name"] for s in json.loads(listed.stdout)["scanners"]]
+    assert run.returncode == 2
+    assert not Path(f"/tmp/atomicscan-trav-{unique}").exists()
+
+
+def test_a_lone_surrogate_from_a_scanner_fails_its_target_in_one_line(
+    atomicscan: Atomicscan, host_before: HostSnapshot
+) -> None:
+    atomicscan.add_scanner("surrogate", (
+        'for d in /scanin/*; do k=$(basename "$d"); mkdir -p "/scanout/$k"; '
+        "printf '%s' '{\"Successful\":\"false\",\"Error\":\"bad \\ud800 error\"}' "
+        '> "/scanout/$k/json"; done'))
+
+    human = atomicscan("--scanner", "surrogate", ALPINE)
+    as_json = atomicscan("--scanner", "surrogate", "--json", ALPINE)
+
+    for run in (human, as_json):
+        assert run.returncode == 1
+        (line,) = _clean_lines(run.stderr)
+        assert "lone surrogate" in line
+    assert "\\ud800" not in as_json.stdout
+    assert_no_leftovers(host_before, atomicscan.state_dir)
+
+
+@pytest.mark.parametrize("runtime", ["podman"])
+def test_plugins_and_list_print_hostile_file_names_escaped(atomicscan: Atomicscan) -> None:
+    (atomicscan.config_dir / "x\x1b[2J\x1b]0;PWNED\x07.toml").write_text("""\
+type = "scanner"
+scanner_name = "packages"
+image_name = "localhost/atomicscan/packages:latest"
+
+[[scans]]
+name = "test"
+args = ["true"]
+""")
+    for args in (["plugins"], ["--list"], ["doctor"]):
+        run = atomicscan(*args)
+        assert ESC not in run.stdout + run.stderr and "\x07" not in run.stdout + run.stderr
+        assert "x\\x1b[2J\\x1b]0;PWNED\\x07.toml" in run.stderr, args
+
+
+@pytest.fixture(scope="module")
+def volume_scanner_image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A scanner image that declares a VOLUME, which a runtime would back with host disk."""
+    name = f"localhost/atomicscan-test/volume-scanner:{os.getpid()}"
+    context = tmp_path_factory.mktemp("volume-scanner")
+    (context / "Containerfile").write_text(
+        "FROM localhost/atomicscan/packages:latest\nUSER root\n"
+        "RUN mkdir /fill && chown 65534:65534 /fill\nVOLUME /fill\nUSER 65534\n")
+    podman("build", "--pull=never", "--network", "none", "-q", "-t", name, str(context))
+    load_from_podman(name, podman_env())
+    try:
+        yield name
+    finally:
+        subprocess.run(["docker", "rmi", "--force", name], capture_output=True, check=False,
+                       env=dict(os.environ, DOCKER_HOST=DOCKER_HOST))
+        podman("rmi", "--force", name, check=False)
+
+
+def test_a_volume_in_the_scanner_image_is_no_unbounded_host_disk(
+    atomicscan: Atomicscan, host_before: HostSnapshot, volume_scanner_image: str
+) -> None:
+    atomicscan.add_scanner("volfill", (
+        'if head -c 300000000 /dev/zero > /fill/x 2>/dev/null; then w=yes; else w=no; fi; '
+        'for d in /scanin/*; do k=$(basename "$d"); mkdir -p "/scanout/$k"; '
+        'printf \'{"Successful":"true","Custom":{"w":"%s"}}\' "$w" > "/scanout/$k/json"; done'),
+        image=volume_scanner_image)
+
+    run = atomicscan("--scanner", "volfill", "--json", ALPINE)
+
+    assert run.returncode == 0, run.stderr
+    assert run.json()["results"][0]["custom"] == {"w": "no"}
     assert_no_leftovers(host_before, atomicscan.state_dir)

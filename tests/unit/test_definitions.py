@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from atomicscan.errors import DuplicateScannerError, UnknownScannerError
+from atomicscan.plugins import Plugins
 from atomicscan.scanners import (
     MAX_DEFINITION_BYTES,
     DefinitionError,
@@ -480,3 +481,43 @@ def test_an_alias_bomb_does_not_hide_the_other_definitions(
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len([w for w in warnings if "00-bomb" in w]) == 1
     assert len([w for w in warnings if "zz-path.toml" in w]) == 1
+
+
+def test_a_name_two_host_files_claim_is_refused_in_both(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    for file_name in ("0-squatter.toml", "mycorp.toml"):
+        (tmp_path / file_name).write_text(
+            'type = "scanner"\nscanner_name = "mycorp"\nimage_name = "localhost/x"\n'
+            '[[scans]]\nname = "s"\nargs = ["true"]\n')
+    (tmp_path / "other.toml").write_text(
+        'type = "scanner"\nscanner_name = "other"\nimage_name = "localhost/x"\n'
+        '[[scans]]\nname = "s"\nargs = ["true"]\n')
+    monkeypatch.setenv("ATOMICSCAN_CONFIG_DIR", str(tmp_path))
+
+    names = Plugins.load(entry_points=False).scanners.names()
+
+    assert "mycorp" not in names and "other" in names
+    assert sum("also defined by another file" in r.getMessage() for r in caplog.records) == 2
+
+
+def test_host_file_names_are_names(tmp_path: Path) -> None:
+    path = tmp_path / "trav.toml"
+    path.write_text('type = "scanner"\nscanner_name = "trav"\nimage_name = "localhost/x"\n'
+                    '[[scans]]\nname = "s"\nargs = ["true"]\nhost_files = ["../../x"]\n')
+    with pytest.raises(DefinitionError, match="host_files"):
+        load_definition(path)
+
+
+def test_a_parser_surprise_skips_only_its_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "aaa.yaml").write_text(
+        "type: scanner\nscanner_name: aaa\nimage_name: localhost/x\n"
+        "scans: [{name: s, args: ['true']}]\nisolation: {1: x, b: y}\n")
+    (tmp_path / "bbb.toml").write_text(
+        'type = "scanner"\nscanner_name = "bbb"\nimage_name = "localhost/x"\n'
+        '[[scans]]\nname = "s"\nargs = ["true"]\n')
+    monkeypatch.setenv("ATOMICSCAN_CONFIG_DIR", str(tmp_path))
+
+    assert "bbb" in Plugins.load(entry_points=False).scanners.names()

@@ -191,3 +191,40 @@ def test_a_hostile_cache_document_is_a_miss(tmp_path: Path) -> None:
     for text in ("[" * 100_000, json.dumps({"successful": True}), "1" * 5000):
         entry.write_text(text)
         assert cache.load(tmp_path / "cache", key, target) is None
+
+
+def test_results_under_a_directory_others_can_write_are_refused(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    with pytest.raises(UsageError, match="writable by others"):
+        scanner_results_dir(shared, "packages")
+    # Below a sticky directory others can't rename what is ours: a private root is fine.
+    (shared / "mine").mkdir(mode=0o700)
+    assert scanner_results_dir(shared / "mine", "packages").name == "packages"
+    loose = tmp_path / "loose"
+    (loose / "inner").mkdir(parents=True)
+    loose.chmod(0o777)
+    with pytest.raises(UsageError, match="writable by others"):
+        scanner_results_dir(loose / "inner", "packages")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chown needs root")
+def test_a_scanner_folder_planted_by_another_user_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "packages").mkdir(mode=0o700)
+    os.chown(tmp_path / "packages", 65534, 65534)
+    with pytest.raises(UsageError, match="belongs to uid 65534"):
+        scanner_results_dir(tmp_path, "packages")
+
+
+def test_lone_surrogates_are_escaped_when_printed() -> None:
+    assert printable("dir\udc9bx") == "dir\\udc9bx"
+
+
+@pytest.mark.parametrize("user", ["1000\nRUN rm -rf /", "a b", "x;y", "\x1b[2J"])
+def test_remediation_refuses_image_users_that_would_add_build_lines(user: str) -> None:
+    from atomicscan.remediate import RemediationError, containerfile
+
+    with pytest.raises(RemediationError):
+        containerfile("0" * 64, user)
+    assert containerfile("0" * 64, "app:app").endswith("USER app:app\n")

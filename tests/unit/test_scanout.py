@@ -220,3 +220,12 @@ def test_findings_use_the_common_severity_scale() -> None:
     assert [f.severity for f in found] == ["high", "medium", "low", "unknown", "high"]
     assert found[0].details == {"cve_ids": ["CVE-1"], "vendor_severity": "Important"}
     assert found[4].id == "rule"
+
+
+def test_lone_surrogate_escapes_are_refused_and_pairs_kept() -> None:
+    from atomicscan.safejson import JSONRefused, loads_strict
+
+    assert loads_strict('{"a": "\\ud83d\\ude00"}') == {"a": "\U0001f600"}
+    for text in ('{"a": "\\ud800"}', '{"\\udfff": 1}', '["x", ["\\ud800x"]]'):
+        with pytest.raises(JSONRefused, match="surrogate"):
+            loads_strict(text)

@@ -14,9 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from atomicscan.hookspecs import hookimpl
-from atomicscan.results import ScanResult
-from atomicscan.scanners import Scanner, ScannerRegistry, ScanType
+from atomicscan import Scanner, ScannerRegistry, ScanResult, ScanType, hookimpl
 
 SCANNER_NAME = "inventory-extra"
 IMAGE = "localhost/atomicscan/inventory-extra:latest"

@@ -15,8 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from atomicscan.results import ScanResult
-from atomicscan.scanners import Scanner, ScanType
+from atomicscan import Scanner, ScanResult, ScanType
 from atomicscan.testing import AtomicscanEnv, PluginsFactory, RootfsFactory, ScanFixture, Symlink
 
 from atomicscan_inventory_extra import __version__, plugin
