@@ -45,11 +45,6 @@ MOUNT_SEPARATORS = frozenset(',="')
 HOST_CONTAINERS_CONF = Path("/etc/atomicscan/containers.conf")
 
 
-def default_cpus() -> float:
-    """CPUs a scanner may use at most: all but one of ours, so one is left for the host."""
-    return float(max(1, len(os.sched_getaffinity(0)) - 1))
-
-
 def shipped_containers_conf() -> Path:
     """The containers.conf atomicscan ships for hosts like the test bed (see TESTBED.md)."""
     return Path(str(resources.files("atomicscan") / "data" / "containers.conf"))
@@ -116,12 +111,17 @@ def isolation_flags(container: ScannerContainer) -> list[str]:
         "--ipc", "private",
         # Swap equal to memory: no swap at all, so the limit is reached fast, not thrashed.
         "--memory", memory, "--memory-swap", memory,
-        "--cpus", f"{container.cpus:g}", "--cpu-shares", str(CPU_SHARES),
+        # A weight, not a cap: under contention the host's processes come first, and an
+        # idle host lends the scanner its cores. A CFS cap (--cpus) throttles the runtime's
+        # own multi-threaded start-up inside the container's cgroup: ~10% per container.
+        "--cpu-shares", str(CPU_SHARES),
         "--shm-size", str(SHM_BYTES),
         # The output reaches us through the attached streams (only its tail is kept); a log
         # file would let a flooding scanner fill the runtime's disk.
         "--log-driver", "none",
     ]
+    if container.cpus is not None:
+        flags += ["--cpus", f"{container.cpus:g}"]
     for path in SCRATCH_DIRS:
         size = RUN_TMPFS_BYTES if path == "/run" else container.tmpfs_bytes
         flags += ["--tmpfs", tmpfs_spec(path, size)]

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from atomicscan.errors import RuntimeUnavailableError, TargetNotFoundError, UsageError
-from atomicscan.isolation import DEFAULT_MEMORY_BYTES, DEFAULT_TMPFS_BYTES, default_cpus
+from atomicscan.isolation import DEFAULT_MEMORY_BYTES, DEFAULT_TMPFS_BYTES
 from atomicscan.proc import Completed
 
 #: Label on every scanner container atomicscan starts; its value is the run ID.
@@ -65,8 +65,9 @@ class ScannerContainer:
     """A private directory of the run the runtime may start its commands in."""
     memory_bytes: int = DEFAULT_MEMORY_BYTES
     """Memory limit, tmpfs files included, with no swap (see :mod:`atomicscan.isolation`)."""
-    cpus: float = field(default_factory=default_cpus)
-    """CPUs the scanner may keep busy at most; under contention it also yields to the host."""
+    cpus: float | None = None
+    """A hard cap in CPUs, off by default: the scanner's CPU weight already yields to the
+    host under contention, and a cap slows every container's start (see isolation.py)."""
     tmpfs_bytes: int = DEFAULT_TMPFS_BYTES
     """Size of each writable scratch tmpfs (``/tmp``, ``/var/tmp``)."""
 

@@ -86,7 +86,6 @@ def test_defaults_limit_memory_without_swap_cpu_and_scratch() -> None:
     assert values_of(flags, "--memory-swap") == [memory]
     assert values_of(flags, "--pids-limit") == [str(isolation.PIDS_LIMIT)]
     assert values_of(flags, "--cpu-shares") == [str(isolation.CPU_SHARES)]
-    assert float(values_of(flags, "--cpus")[0]) == isolation.default_cpus()
     assert values_of(flags, "--shm-size") == [str(isolation.SHM_BYTES)]
     assert values_of(flags, "--log-driver") == ["none"]
     tmpfs = {spec.partition(":")[0]: spec.partition(":")[2].split(",")
@@ -109,11 +108,10 @@ def test_limits_come_from_the_container() -> None:
         flags, "--tmpfs")
 
 
-def test_default_cpus_leaves_one_for_the_host(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0, 1, 2, 3})
-    assert isolation.default_cpus() == 3.0
-    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0})
-    assert isolation.default_cpus() == 1.0
+def test_cpu_is_a_weight_by_default_and_a_cap_only_when_asked() -> None:
+    flags = isolation.isolation_flags(container())
+    assert values_of(flags, "--cpu-shares") == [str(isolation.CPU_SHARES)]
+    assert "--cpus" not in flags
 
 
 def test_a_sigkill_names_the_memory_limit() -> None:
