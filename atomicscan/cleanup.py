@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from atomicscan import mounts, state
-from atomicscan.errors import AtomicscanError
-from atomicscan.runtime import RUN_LABEL, Runtime, RuntimeRegistry
+from atomicscan.resolve import usable_runtimes
+from atomicscan.runtime import RUN_LABEL, RuntimeRegistry
 
 log = logging.getLogger(__name__)
 
@@ -26,18 +26,6 @@ class CleanupReport:
 
     def to_json(self) -> dict[str, list[str]]:
         return {"containers": self.containers, "mounts": self.mounts, "runs": self.runs}
-
-
-def _usable(runtimes: RuntimeRegistry) -> dict[str, Runtime]:
-    usable: dict[str, Runtime] = {}
-    for name in runtimes.names():
-        try:
-            runtime = runtimes.get(name)
-            runtime.check()
-        except AtomicscanError:
-            continue
-        usable[name] = runtime
-    return usable
 
 
 def _dead_run_of(name: str, label: str, ours: str, dead: set[str]) -> str | None:
@@ -67,7 +55,8 @@ def clean_stale(runtimes: RuntimeRegistry, root: Path | None = None, *,
     stale = state.stale_runs(root)
     if not stale and not always_containers:
         return report
-    usable = _usable(runtimes)
+    # By name, as the report lists them; which ones are usable is decided in one place.
+    usable = {r.name: r for r in sorted(usable_runtimes(runtimes).usable, key=lambda r: r.name)}
     dead = {directory.name for directory in stale}
     ours = state.root_tag(root)
     for runtime in usable.values():

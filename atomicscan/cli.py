@@ -207,11 +207,11 @@ def scan(targets: tuple[str, ...], runtime: str | None, all_images: bool,
         report = run.execute()
     if not _live(as_json) and (len(report.results) > 1 or request.images
                                or request.containers):
-        failed = sum(not r.successful for r in report.results)
         cached = sum(r.cached for r in report.results)
         stderr.print(printable(
-            f"atomicscan: {len(report.results)} target(s), {failed} failed, {cached} cached, "
-            f"{time.monotonic() - started:.1f}s; results in {report.results_dir}"),
+            f"atomicscan: {len(report.results)} target(s), {report.failed} failed, "
+            f"{cached} cached, {time.monotonic() - started:.1f}s; "
+            f"results in {report.results_dir}"),
             soft_wrap=True)
     if as_json:
         # Strict JSON: a NaN that got this far is a bug, never a document others can't read.

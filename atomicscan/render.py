@@ -73,7 +73,6 @@ def print_report(console: Console, report: Report) -> None:
             _line(console, f"    remediated image: {result.remediated_image}")
         for note in result.notes:
             _line(console, f"    note: {note}")
-    failed = sum(not r.successful for r in report.results)
     _line(console,
           f"{len(report.results)} target(s) scanned with {report.scanner} ({report.scan_type}), "
-          f"{failed} failed. Results: {report.results_dir}")
+          f"{report.failed} failed. Results: {report.results_dir}")

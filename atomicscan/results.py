@@ -187,6 +187,11 @@ class Report:
     def successful(self) -> bool:
         return all(result.successful for result in self.results)
 
+    @property
+    def failed(self) -> int:
+        """How many targets' scans failed."""
+        return sum(not result.successful for result in self.results)
+
     def to_json(self) -> JSON:
         doc: JSON = {
             "run_id": self.run_id,
@@ -198,7 +203,7 @@ class Report:
             "successful": self.successful,
             "summary": {
                 "targets": len(self.results),
-                "failed": sum(not result.successful for result in self.results),
+                "failed": self.failed,
                 "findings": sum(len(result.findings) for result in self.results),
             },
             "results": [result.to_json() for result in self.results],

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import logging
-import re
 import shutil
 import time
 from pathlib import Path
 
+from atomicscan import stamps
+
 log = logging.getLogger(__name__)
-
-#: What results_directory() names a run; nothing else in a scanner's folder is touched.
-_RUN_DIR = re.compile(r"^\d{4}-\d{2}-\d{2}-\d{2}-\d{2}-\d{2}-\d{6}$")
-
 
 def prune(scanner_dir: Path, *, keep: int, max_age_days: float | None,
           current: Path | None = None) -> list[Path]:
@@ -20,7 +17,9 @@ def prune(scanner_dir: Path, *, keep: int, max_age_days: float | None,
     if not scanner_dir.is_dir():
         return []
     runs = sorted((d for d in scanner_dir.iterdir()
-                   if d.is_dir() and not d.is_symlink() and _RUN_DIR.match(d.name)),
+                   if d.is_dir() and not d.is_symlink()
+                   # Named as a run is named: nothing else in the folder is touched.
+                   and stamps.is_results_dir_name(d.name)),
                   key=lambda d: d.name, reverse=True)
     cutoff = None if max_age_days is None else time.time() - max_age_days * 86400
     removed: list[Path] = []

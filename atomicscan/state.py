@@ -8,13 +8,11 @@ directory whose lock can be taken therefore belongs to a dead run and may be cle
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import fcntl
 import hashlib
 import json
 import logging
 import os
-import re
 import secrets
 import shutil
 import time
@@ -23,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from atomicscan import mounts
+from atomicscan import mounts, stamps
 
 log = logging.getLogger(__name__)
 
@@ -45,17 +43,13 @@ def run_label_value(run_id: str) -> str:
     return f"{run_id}@{root_tag()}"
 
 
-_RUN_ID = re.compile(r"^\d{14}-[0-9a-f]{8}$")
-
-
 def is_run_id(text: str) -> bool:
     """Whether ``text`` is shaped like an ID :func:`new_run_id` gives."""
-    return bool(_RUN_ID.match(text))
+    return bool(stamps.RUN_ID_PATTERN.match(text))
 
 
 def new_run_id() -> str:
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d%H%M%S")
-    return f"{stamp}-{secrets.token_hex(4)}"
+    return f"{stamps.run_id_stamp()}-{secrets.token_hex(4)}"
 
 
 @dataclass

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Sequence
 
+from atomicscan import stamps
 from atomicscan.hookspecs import hookimpl
 from atomicscan.results import Report, ScanResult
 from atomicscan.scanners import Scanner
@@ -16,7 +16,7 @@ def atomicscan_merge_results(
 ) -> Report | None:
     started = min((r.started_at for r in results), default="")
     finished = max((r.finished_at for r in results), default="")
-    now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    now = stamps.iso_stamp()
     return Report(
         run_id=run_id,
         scanner=scanner.name,
