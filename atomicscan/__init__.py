@@ -26,6 +26,12 @@ if TYPE_CHECKING:
         UnknownScannerError,
         UsageError,
     )
+    from atomicscan.formats import (
+        DuplicateFormatError,
+        FormatError,
+        FormatRegistry,
+        OutputFormat,
+    )
     from atomicscan.hookspecs import hookimpl
     from atomicscan.listing import ListingRuntime
     from atomicscan.proc import Completed
@@ -53,6 +59,11 @@ _EXPORTS = {
     "Finding": "atomicscan.results",
     "Package": "atomicscan.results",
     "Report": "atomicscan.results",
+    # output formats
+    "OutputFormat": "atomicscan.formats",
+    "FormatRegistry": "atomicscan.formats",
+    "FormatError": "atomicscan.formats",
+    "DuplicateFormatError": "atomicscan.formats",
     # container runtimes
     "Runtime": "atomicscan.runtime",
     "RuntimeFactory": "atomicscan.runtime",
@@ -84,11 +95,15 @@ __all__ = [
     "Candidate",
     "CommandError",
     "Completed",
+    "DuplicateFormatError",
     "DuplicateScannerError",
     "ExitCode",
     "Finding",
+    "FormatError",
+    "FormatRegistry",
     "ListingRuntime",
     "MountError",
+    "OutputFormat",
     "Package",
     "Report",
     "Runtime",

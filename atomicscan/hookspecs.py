@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
+    from atomicscan.formats import FormatRegistry
     from atomicscan.results import Report, ScanResult
     from atomicscan.runtime import RuntimeRegistry
     from atomicscan.scanners import Scanner, ScannerRegistry
@@ -52,6 +53,18 @@ def atomicscan_add_runtimes(registry: RuntimeRegistry) -> None:
     all of a run's references against one listing of each kind, and gets the configurations
     of a batch's targets for ``/scanmeta`` with one inspect per kind, reusing what it
     inspected before.
+    """
+
+
+@hookspec
+def atomicscan_add_formats(registry: FormatRegistry) -> None:
+    """Add output formats with ``registry.add(OutputFormat(...))``.
+
+    Called once per plugin. Each format can then be asked for with ``-o NAME[=PATH]`` and is
+    listed by ``atomicscan --list-formats``. A run format (``write_run``) returns one
+    document for the whole run; a target format (``write_target``) returns one per target.
+    A writer returns bytes and never prints: raise :class:`atomicscan.FormatError` with one
+    line when the document can't be written.
     """
 
 

@@ -20,6 +20,7 @@ from typing import Any, TypeVar, cast
 import pluggy
 
 from atomicscan import __version__, hookspecs
+from atomicscan.formats import FormatRegistry
 from atomicscan.results import Report, ScanResult
 from atomicscan.runtime import RuntimeRegistry
 from atomicscan.scanners import Scanner, ScannerRegistry
@@ -110,6 +111,7 @@ class Plugins:
         self.pm = pm
         self._scanners: ScannerRegistry | None = None
         self._runtimes: RuntimeRegistry | None = None
+        self._formats: FormatRegistry | None = None
         self.errors: list[str] = list(refused)
         """One line per plugin refused at load or hook that failed; the others still ran."""
 
@@ -244,6 +246,14 @@ class Plugins:
             self._collect("atomicscan_add_runtimes", registry=registry)
             self._runtimes = registry
         return self._runtimes
+
+    @property
+    def formats(self) -> FormatRegistry:
+        if self._formats is None:
+            registry = FormatRegistry()
+            self._collect("atomicscan_add_formats", registry=registry)
+            self._formats = registry
+        return self._formats
 
     def process_result(self, result: ScanResult, scanner: Scanner) -> ScanResult:
         """The chain of ``atomicscan_process_result``; a failing plugin's message becomes a note."""

@@ -34,15 +34,52 @@ class Finding:
     severity: str = "unknown"
     description: str = ""
     details: Mapping[str, Any] = field(default_factory=dict)
+    suppressed: str | None = None
+    """Why the finding is suppressed (an ignore file's ``reason``), or ``None``. A suppressed
+    finding stays in every report and never counts for the ``--fail-on`` gate."""
 
     def to_json(self) -> JSON:
-        return {
+        doc: JSON = {
             "id": self.id,
             "title": self.title,
             "severity": self.severity,
             "description": self.description,
             "details": dict(self.details),
         }
+        if self.suppressed is not None:
+            doc["suppressed"] = {"reason": self.suppressed}
+        return doc
+
+    def _detail(self, key: str) -> str | None:
+        value = self.details.get(key)
+        return value if isinstance(value, str) and value else None
+
+    @property
+    def path(self) -> str | None:
+        """The file inside the target the finding is about (``details["path"]``), if any."""
+        return self._detail("path")
+
+    @property
+    def package(self) -> str | None:
+        """The package the finding is about (``details["package"]``: a name or a purl)."""
+        return self._detail("package")
+
+    @property
+    def where(self) -> str:
+        """Where in the target: its path, else its package, else the rule or definition
+        that produced it; "" when the scanner said nothing about it."""
+        return (self.path or self.package or self._detail("definition_id")
+                or self._detail("profile") or "")
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> Finding:
+        suppressed = doc.get("suppressed")
+        return cls(id=str(doc["id"]), title=str(doc["title"]),
+                   severity=str(doc.get("severity", "unknown")),
+                   description=str(doc.get("description", "")),
+                   details=dict(doc.get("details") or {}),
+                   suppressed=str(suppressed.get("reason", "")) if isinstance(suppressed, dict)
+                   else None)
 
 
 @dataclass(frozen=True)
@@ -147,11 +184,7 @@ class ScanResult:
             scanner=str(doc["scanner"]), scan_type=str(doc["scan_type"]),
             successful=bool(doc["successful"]), started_at=str(doc["started_at"]),
             finished_at=str(doc["finished_at"]), error=doc.get("error"),
-            findings=tuple(Finding(id=str(f["id"]), title=str(f["title"]),
-                                   severity=str(f.get("severity", "unknown")),
-                                   description=str(f.get("description", "")),
-                                   details=dict(f.get("details") or {}))
-                           for f in doc.get("findings") or ()),
+            findings=tuple(Finding.from_json(f) for f in doc.get("findings") or ()),
             os=doc.get("os"),
             packages=None if packages is None else tuple(
                 Package(name=str(p["name"]), version=str(p["version"]),

@@ -14,6 +14,8 @@ import pytest
 from atomicscan import (
     Completed,
     Finding,
+    FormatRegistry,
+    OutputFormat,
     Report,
     Runtime,
     RuntimeRegistry,
@@ -148,6 +150,26 @@ def test_atomicscan_merge_results_replaces_the_builtin_merge() -> None:
     report = plugins.merge_results([_result()], _scanner(), "s", "run-1")
     assert report.to_json()["merged_by"] == "test"
     assert report.started_at == "s"
+    assert plugins.errors == []
+
+
+def test_atomicscan_add_formats_registers_a_format() -> None:
+    class AddsCsv:
+        @hookimpl
+        def atomicscan_add_formats(self, registry: FormatRegistry) -> None:
+            def write(report: Report) -> bytes:
+                return "".join(f"{r.target},{len(r.findings)}\n"
+                               for r in report.results).encode()
+            registry.add(OutputFormat("test-csv", "targets and finding counts", ".csv",
+                                      write_run=write))
+
+    plugins = Plugins.load([AddsCsv()], entry_points=False)
+    found = plugins.formats.get("test-csv")
+    assert found is not None and found.scope == "run" and found.write_run is not None
+    report = Report(run_id="r", scanner="extra", scan_type="s", started_at="s",
+                    finished_at="f", results_dir=None,
+                    results=(_result(findings=(Finding("F-1", "one"),)),))
+    assert found.write_run(report) == b"t,1\n"
     assert plugins.errors == []
 
 
