@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
+    from atomicscan.context import ResultContext
     from atomicscan.errors import (
         AmbiguousTargetError,
         AtomicscanError,
@@ -59,6 +60,7 @@ _EXPORTS = {
     "Finding": "atomicscan.results",
     "Package": "atomicscan.results",
     "Report": "atomicscan.results",
+    "ResultContext": "atomicscan.context",
     # output formats
     "OutputFormat": "atomicscan.formats",
     "FormatRegistry": "atomicscan.formats",
@@ -106,6 +108,7 @@ __all__ = [
     "OutputFormat",
     "Package",
     "Report",
+    "ResultContext",
     "Runtime",
     "RuntimeFactory",
     "RuntimeRegistry",

@@ -217,7 +217,7 @@ def scan(targets: tuple[str, ...], runtime: str | None, all_images: bool,
         # Strict JSON: a NaN that got this far is a bug, never a document others can't read.
         click.echo(json.dumps(report.to_json(), indent=2, allow_nan=False))
     else:
-        print_report(console(), report)
+        print_report(console(), report, plugins.describe_result)
     if not report.successful:
         # One line per failed target on stderr, so CI logs show why even with --json.
         for result in report.results:

@@ -12,11 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from atomicscan import cache, stamps
-from atomicscan.errors import AtomicscanError
+from atomicscan.context import ResultContext
 from atomicscan.plan import Plan
 from atomicscan.plugins import Plugins
 from atomicscan.proc import Completed
-from atomicscan.remediate import FIX_SCRIPT, build_remediated
 from atomicscan.resolve import Resolution
 from atomicscan.results import Finding, Report, ScanResult, common_severity
 from atomicscan.resultsdir import share_like_root, shared_bits, write_private
@@ -153,28 +152,24 @@ def keep_in_cache(fresh: Sequence[ScanResult], plan: Plan, cache_root: Path) -> 
             log.warning("result not cached: %s", exc.strerror or exc)
 
 
-def process(plugins: Plugins, results: Sequence[ScanResult], scanner: Scanner
-            ) -> list[ScanResult]:
+def process(plugins: Plugins, results: Sequence[ScanResult], scanner: Scanner,
+            context_of: Callable[[ScanResult], ResultContext]) -> list[ScanResult]:
     """Every result, cached or not, through the plugins' ``atomicscan_process_result``."""
-    return [plugins.process_result(result, scanner) for result in results]
+    return [plugins.process_result(result, scanner, context_of(result)) for result in results]
 
 
-def remediate(result: ScanResult, resolution: Resolution,
-              progress: Callable[[str], None]) -> ScanResult:
-    """Build the remediated image of ``result``'s target from the scanner's fix script."""
-    runtime = resolution.runtime_of(result.runtime)
-    target = next(t for t in resolution.targets
-                  if t.runtime == result.runtime and t.id == result.target_id)
-    fix = result.raw_dir / FIX_SCRIPT if result.raw_dir else None
-    if not result.successful or fix is None or not fix.is_file():
-        return result.replace(notes=(*result.notes, "no remediation: the scanner left no "
-                                     f"{FIX_SCRIPT} for this target"))
-    progress(f"building the remediated image of {target.ref}")
-    try:
-        tag = build_remediated(runtime, target, fix)
-    except AtomicscanError as exc:
-        return result.replace(successful=False, error=f"remediation failed: {exc}")
-    return result.replace(remediated_image=tag)
+def contexts(resolution: Resolution, scanner_args: Mapping[str, str], *, remediate: bool,
+             progress: Callable[[str], None]) -> Callable[[ScanResult], ResultContext]:
+    """The context of each result: its target and runtime, found once for the run."""
+    targets = {(t.runtime, t.id): t for t in resolution.targets}
+
+    def context_of(result: ScanResult) -> ResultContext:
+        target = targets.get((result.runtime, result.target_id))
+        runtime = (resolution.runtime_of(result.runtime)
+                   if target is not None and result.runtime else None)
+        return ResultContext(target=target, runtime=runtime, scanner_args=scanner_args,
+                             remediate=remediate, progress=progress)
+    return context_of
 
 
 def in_target_order(results: Sequence[ScanResult], targets: Sequence[Target]

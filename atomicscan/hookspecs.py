@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
+    from atomicscan.context import ResultContext
     from atomicscan.formats import FormatRegistry
     from atomicscan.results import Report, ScanResult
     from atomicscan.runtime import RuntimeRegistry
@@ -69,16 +70,32 @@ def atomicscan_add_formats(registry: FormatRegistry) -> None:
 
 
 @hookspec
-def atomicscan_process_result(result: ScanResult, scanner: Scanner) -> ScanResult | None:
+def atomicscan_process_result(
+    result: ScanResult, scanner: Scanner, context: ResultContext
+) -> ScanResult | None:
     """Post-process the result of ``scanner`` on one target.
 
-    Called once per target, after the scanner's output was read and checked. Return a new
+    Called once per target, after the scanner's output was read and checked. ``context``
+    holds the target, the runtime that holds it and what the run was asked for
+    (``--scanner-args``, ``--remediate``); take it only if you need it. Return a new
     result (``result.replace(...)``) to change it, or ``None`` to leave it as it is. The
     implementations form a chain: each one receives what the previous one returned, in
     pluggy's call order (``tryfirst`` first, ``trylast`` last). One that raises is skipped,
     and its one-line message is added to the result's ``notes``. A wrapper wraps the whole
     chain: it is called with the first ``result``, its ``yield`` gives a list holding the
     chain's last result, and returning a list holding another result replaces it.
+    """
+
+
+@hookspec
+def atomicscan_describe_result(result: ScanResult) -> str | None:
+    """A short phrase about one target's result for the human summary, or ``None``.
+
+    The summary line of a target joins every plugin's phrase, in call order, and ends with
+    its number of findings: ``ok image debian:12 (podman, 1a2b3c4d5e6f): Debian GNU/Linux 12;
+    88 packages (88 deb); 0 findings``. The built-in plugins describe the OS and packages
+    and the rule counts; a plugin describes what its own scanner adds. The phrase is shown
+    as plain text, with control characters escaped. One that raises is named in a warning.
     """
 
 

@@ -37,6 +37,19 @@ class ListingRuntime(Runtime):
         cache: dict[str, dict[str, Any]] = self.__dict__.setdefault("_image_inspect_cache", {})
         return cache
 
+    @property
+    def _container_inspects(self) -> dict[str, dict[str, Any]]:
+        """Container inspects made during the current run, by container ID: a runtime that
+        inspects a container to mount it stores the answer here, and ``/scanmeta`` reuses it."""
+        cache: dict[str, dict[str, Any]] = self.__dict__.setdefault(
+            "_container_inspect_cache", {})
+        return cache
+
+    def _new_run(self) -> None:
+        """Forget what earlier runs inspected: names, state and storage paths change."""
+        self._image_inspects.clear()
+        self._container_inspects.clear()
+
     # -- what each runtime provides -------------------------------------------------------
 
     @abc.abstractmethod
@@ -74,7 +87,7 @@ class ListingRuntime(Runtime):
     def resolve_all(self, refs: Sequence[str]) -> dict[str, Target]:
         # One container listing for every reference; the image listing (the slow one on
         # a busy host) only for what the cheaper look-up left over.
-        self._image_inspects.clear()  # a run starts here or in list_targets
+        self._new_run()  # a run starts here or in list_targets
         containers = self._containers()
         found: dict[str, Target] = {}
         image_refs: list[str] = []
@@ -108,7 +121,7 @@ class ListingRuntime(Runtime):
     def list_targets(self, *, images: bool, containers: bool,
                      dangling: bool = False) -> list[Target]:
         found: list[Target] = []
-        self._image_inspects.clear()
+        self._new_run()
         if containers:
             found += [self._target((c.names or (c.id[:12],))[0], c, "container")
                       for c in self._containers()]
@@ -127,6 +140,8 @@ class ListingRuntime(Runtime):
         nothing at all when one of several IDs fails, and a target that vanished since it
         was mounted must cost only its own configuration."""
         found: dict[str, dict[str, Any]] = {}
+        if not ids:
+            return found
         try:
             found.update(self._inspect_many(kind, ids))
             if len(ids) > 1:
@@ -141,8 +156,10 @@ class ListingRuntime(Runtime):
         self._image_inspects.update(self._inspect_each(
             "image", [t.id for t in targets
                       if t.type == "image" and t.id not in self._image_inspects]))
-        containers = self._inspect_each("container",
-                                        [t.id for t in targets if t.type == "container"])
+        self._container_inspects.update(self._inspect_each(
+            "container", [t.id for t in targets
+                          if t.type == "container" and t.id not in self._container_inspects]))
+        containers = self._container_inspects
         configs: dict[str, dict[str, Any] | None] = {}
         for target in targets:
             inspect = (containers.get(target.id) if target.type == "container"
@@ -159,3 +176,12 @@ class ListingRuntime(Runtime):
 
     def target_config(self, target: Target) -> dict[str, Any] | None:
         return self.target_configs([target])[target.key]
+
+    def image_user(self, image: str) -> str:
+        # Remediation asks after the scan: the run's inspect of that image answers.
+        inspect = self._image_inspects.get(image) or self._inspect_images([image]).get(image)
+        if inspect is None:
+            raise AtomicscanError(f"{self.name} cannot inspect image {image}")
+        config = inspect.get("Config")
+        user = config.get("User") if isinstance(config, Mapping) else None
+        return user.strip() if isinstance(user, str) else ""

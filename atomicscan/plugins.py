@@ -20,6 +20,7 @@ from typing import Any, TypeVar, cast
 import pluggy
 
 from atomicscan import __version__, hookspecs
+from atomicscan.context import ResultContext
 from atomicscan.formats import FormatRegistry
 from atomicscan.results import Report, ScanResult
 from atomicscan.runtime import RuntimeRegistry
@@ -32,6 +33,7 @@ DEFAULT_PLUGINS = (
     "atomicscan.builtin.definitions",
     "atomicscan.builtin.packages",
     "atomicscan.builtin.openscap",
+    "atomicscan.builtin.openscap_remediation",
     "atomicscan.builtin.merge",
 )
 
@@ -255,16 +257,18 @@ class Plugins:
             self._formats = registry
         return self._formats
 
-    def process_result(self, result: ScanResult, scanner: Scanner) -> ScanResult:
+    def process_result(self, result: ScanResult, scanner: Scanner,
+                       context: ResultContext | None = None) -> ScanResult:
         """The chain of ``atomicscan_process_result``; a failing plugin's message becomes a note."""
         hook = "atomicscan_process_result"
+        around = context if context is not None else ResultContext()
 
         def chain() -> ScanResult:
             current = result
             for impl in self._links(hook):
                 try:
-                    changed = self._call_one(hook, impl, {"result": current, "scanner": scanner},
-                                             ScanResult)
+                    changed = self._call_one(hook, impl, {"result": current, "scanner": scanner,
+                                                          "context": around}, ScanResult)
                 except _ImplementationFailed as failure:
                     current = current.replace(notes=(*current.notes, failure.message))
                     continue
@@ -272,11 +276,30 @@ class Plugins:
                     current = changed
             return current
 
-        final, failures = self._wrapped(hook, chain, {"result": result, "scanner": scanner},
-                                        ScanResult)
+        final, failures = self._wrapped(hook, chain, {"result": result, "scanner": scanner,
+                                                      "context": around}, ScanResult)
         if failures:
             final = final.replace(notes=(*final.notes, *failures))
         return final
+
+    def describe_result(self, result: ScanResult) -> list[str]:
+        """Every plugin's phrase about ``result`` for the summary, in call order."""
+        hook = "atomicscan_describe_result"
+        kwargs: dict[str, object] = {"result": result}
+
+        def each() -> list[str]:
+            phrases: list[str] = []
+            for impl in self._links(hook):
+                try:
+                    phrase = self._call_one(hook, impl, kwargs, str)
+                except _ImplementationFailed:
+                    continue
+                if isinstance(phrase, str) and phrase:
+                    phrases.append(phrase)
+            return phrases
+
+        phrases, _ = self._wrapped(hook, each, kwargs, list)
+        return [str(phrase) for phrase in phrases]
 
     def merge_results(self, results: Sequence[ScanResult], scanner: Scanner, scan_type: str,
                       run_id: str) -> Report:

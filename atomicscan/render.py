@@ -6,7 +6,7 @@ escaped with :func:`~atomicscan.safetext.printable` and never read as rich marku
 
 from __future__ import annotations
 
-from collections import Counter
+from collections.abc import Callable, Sequence
 
 from rich.console import Console
 from rich.table import Table
@@ -38,24 +38,19 @@ def scanners_table(registry: ScannerRegistry) -> Table:
     return table
 
 
-def _result_line(result: ScanResult) -> Text:
+Describe = Callable[[ScanResult], Sequence[str]]
+
+
+def _result_line(result: ScanResult, describe: Describe) -> Text:
     label = f"{result.target_type} {result.target}"
     if result.runtime:
         label += f" ({result.runtime}, {result.target_id[:12]})"
     if not result.successful:
         return Text.assemble(("FAILED", "red"), f" {printable(label)}: "
                              f"{printable(result.error)}")
-    parts = []
-    if result.os is not None:
-        parts.append(str(result.os.get("pretty_name") or result.os.get("id") or "unknown OS"))
-    if result.packages is not None:
-        kinds = Counter(package.type for package in result.packages)
-        detail = ", ".join(f"{count} {kind}" for kind, count in sorted(kinds.items()))
-        parts.append(f"{len(result.packages)} packages" + (f" ({detail})" if detail else ""))
-    if result.counts is not None:
-        shown = [f"{count} {outcome}" for outcome, count in result.counts.items() if count]
-        parts.append(", ".join(shown) or "nothing evaluated")
-    parts.append(f"{len(result.findings)} findings")
+    # What the scanner found besides findings (OS, packages, rule counts) is each plugin's
+    # own phrase: the core knows no scanner's fields.
+    parts = [*describe(result), f"{len(result.findings)} findings"]
     return Text.assemble(("ok", "green"), f" {printable(label)}: " + printable("; ".join(parts)))
 
 
@@ -64,9 +59,11 @@ def _line(console: Console, text: str | Text) -> None:
     console.print(shown, highlight=False, markup=False, emoji=False, soft_wrap=True)
 
 
-def print_report(console: Console, report: Report) -> None:
+def print_report(console: Console, report: Report, describe: Describe | None = None) -> None:
+    """Each target's line (with the plugins' phrases from ``describe``), its files and
+    notes, then the run's summary."""
     for result in report.results:
-        _line(console, _result_line(result))
+        _line(console, _result_line(result, describe or (lambda _: ())))
         for name, path in result.files.items():
             _line(console, f"    {name}: {path}")
         if result.remediated_image:

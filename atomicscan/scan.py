@@ -132,9 +132,10 @@ class ScanRun:
             self.on_result(result)
         fresh = self.run_batches(plan, results_dir)
         collect.keep_in_cache(fresh, plan, cache.cache_dir(root))
-        results = collect.process(self.plugins, [*plan.cached, *fresh], self.scanner)
-        if self.request.remediate:
-            results = [collect.remediate(r, resolution, self.progress) for r in results]
+        results = collect.process(self.plugins, [*plan.cached, *fresh], self.scanner,
+                                  collect.contexts(resolution, self.request.scanner_args,
+                                                   remediate=self.request.remediate,
+                                                   progress=self.progress))
         results = collect.in_target_order(results, resolution.targets)
         report = collect.merge(self.plugins, results, self.scanner, self.scan_type,
                                self.run_id, results_dir)

@@ -177,8 +177,8 @@ class DockerRuntime(ListingRuntime):
             raise MountError(f"docker cannot inspect {target.ref}: {exc}") from exc
         if not isinstance(found, list) or not found or not isinstance(found[0], dict):
             raise MountError(f"docker inspect gave nothing usable for {target.ref}")
-        if kind == "image":
-            self._image_inspects[target.id] = found[0]
+        (self._image_inspects if kind == "image" else self._container_inspects)[target.id] = \
+            found[0]
         return found[0]
 
     def _storage(self) -> dockerfs.DockerStorage:
@@ -265,10 +265,6 @@ class DockerRuntime(ListingRuntime):
             names, _, value = line.partition("\t")
             found.append((names.split(",")[0], value.strip()))
         return found
-
-    def image_user(self, image: str) -> str:
-        return self._docker("image", "inspect", "--format", "{{.Config.User}}",
-                            image).stdout.strip()
 
     def build_image(self, context: Path, tag: str) -> None:
         # The classic builder: it needs no buildx plugin and honours --network none.

@@ -36,3 +36,13 @@ def atomicscan_process_result(result: ScanResult, scanner: Scanner) -> ScanResul
         notes=tuple(notes),
         custom=custom,
     )
+
+
+# tryfirst: what the target is (OS, packages) leads its line, before plugins' additions.
+@hookimpl(tryfirst=True)
+def atomicscan_describe_result(result: ScanResult) -> str | None:
+    """Rule or definition results by outcome: ``12 pass, 5 fail``."""
+    if result.counts is None:
+        return None
+    shown = [f"{count} {outcome}" for outcome, count in result.counts.items() if count]
+    return ", ".join(shown) or "nothing evaluated"

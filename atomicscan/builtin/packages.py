@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
@@ -47,3 +48,19 @@ def atomicscan_process_result(result: ScanResult, scanner: Scanner) -> ScanResul
         notes=(*result.notes, *(str(note) for note in notes)),
         custom=custom,
     )
+
+
+# tryfirst: what the target is (OS, packages) leads its line, before plugins' additions.
+@hookimpl(tryfirst=True)
+def atomicscan_describe_result(result: ScanResult) -> str | None:
+    """The OS and the package count of any result that has an inventory."""
+    if result.os is None and result.packages is None:
+        return None
+    parts = []
+    if result.os is not None:
+        parts.append(str(result.os.get("pretty_name") or result.os.get("id") or "unknown OS"))
+    if result.packages is not None:
+        kinds = Counter(package.type for package in result.packages)
+        detail = ", ".join(f"{count} {kind}" for kind, count in sorted(kinds.items()))
+        parts.append(f"{len(result.packages)} packages" + (f" ({detail})" if detail else ""))
+    return "; ".join(parts)

@@ -193,10 +193,6 @@ class PodmanRuntime(ListingRuntime):
             for row in rows
         ]
 
-    def image_user(self, image: str) -> str:
-        return self._podman("image", "inspect", "--format", "{{.Config.User}}",
-                            image).stdout.strip()
-
     def build_image(self, context: Path, tag: str) -> None:
         self._podman("build", "--network", "none", "--pull=never", "--quiet",
                      "--file", str(context / "Containerfile"), "--tag", tag, str(context),

@@ -16,6 +16,7 @@ from atomicscan import (
     Finding,
     FormatRegistry,
     OutputFormat,
+    Package,
     Report,
     Runtime,
     RuntimeRegistry,
@@ -150,6 +151,22 @@ def test_atomicscan_merge_results_replaces_the_builtin_merge() -> None:
     report = plugins.merge_results([_result()], _scanner(), "s", "run-1")
     assert report.to_json()["merged_by"] == "test"
     assert report.started_at == "s"
+    assert plugins.errors == []
+
+
+def test_atomicscan_describe_result_adds_a_phrase_to_the_summary() -> None:
+    class Describes:
+        @hookimpl
+        def atomicscan_describe_result(self, result: ScanResult) -> str | None:
+            layers = result.custom.get("layers")
+            return f"{layers} layers" if layers is not None else None
+
+    plugins = Plugins.load([Describes()], entry_points=False)
+    assert plugins.describe_result(_result(custom={"layers": 3})) == ["3 layers"]
+    assert plugins.describe_result(_result()) == []
+    packages = Package("musl", "1.2", "x86_64", "apk", "pkg:apk/alpine/musl@1.2")
+    described = plugins.describe_result(_result(packages=(packages,), custom={"layers": 1}))
+    assert described == ["1 packages (1 apk)", "1 layers"]  # the built-in phrase first
     assert plugins.errors == []
 
 

@@ -14,6 +14,7 @@ import pytest
 
 from atomicscan import cache, cleanup
 from atomicscan.errors import UsageError
+from atomicscan.plugins import Plugins
 from atomicscan.render import print_report
 from atomicscan.results import Report, ScanResult
 from atomicscan.runtime import Target
@@ -57,7 +58,8 @@ def test_report_with_markup_and_escapes_prints_them_as_text() -> None:
                         _result(successful=False, error=hostile, notes=(hostile,))))
     out = io.StringIO()
 
-    print_report(console(file=out), report)
+    print_report(console(file=out), report,
+                 Plugins.load(entry_points=False).describe_result)
 
     text = out.getvalue()
     assert "\x1b" not in text
@@ -223,7 +225,7 @@ def test_lone_surrogates_are_escaped_when_printed() -> None:
 
 @pytest.mark.parametrize("user", ["1000\nRUN rm -rf /", "a b", "x;y", "\x1b[2J"])
 def test_remediation_refuses_image_users_that_would_add_build_lines(user: str) -> None:
-    from atomicscan.remediate import RemediationError, containerfile
+    from atomicscan.builtin.openscap_remediation import RemediationError, containerfile
 
     with pytest.raises(RemediationError):
         containerfile("0" * 64, user)

@@ -59,7 +59,7 @@ def test_normalize() -> None:
 
 
 def test_remediated_names() -> None:
-    from atomicscan.remediate import remediated_name
+    from atomicscan.builtin.openscap_remediation import remediated_name
     from atomicscan.runtime import Target
 
     names = ("localhost/atomicscan-test/debian:bookworm", "docker.io/library/debian:x")

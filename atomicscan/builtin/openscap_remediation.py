@@ -1,4 +1,12 @@
-"""Build a remediated copy of a scanned image from the fix script its scanner generated."""
+"""The openscap plugin's remediation: with ``--remediate``, build a copy of a scanned image
+with the fix script the scanner wrote applied (``IMAGE:TAG-remediated``).
+
+OpenSCAP is the built-in scanner that writes fix scripts (``oscap xccdf generate fix``). The
+core only asks the scanner for one (scanner argument ``remediate=true``), keeps such runs out
+of the result cache, and refuses ``--remediate`` for scanners that are neither built in nor
+trusted with ``--trust-scanner``; everything else happens here, in a plugin registered like
+any third party's. It serves every scanner that leaves ``remediation.sh``.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +14,10 @@ import re
 import tempfile
 from pathlib import Path
 
+from atomicscan.context import ResultContext
 from atomicscan.errors import AtomicscanError
+from atomicscan.hookspecs import hookimpl
+from atomicscan.results import ScanResult
 from atomicscan.runtime import Runtime, Target
 from atomicscan.safetext import printable
 from atomicscan.targets import normalize_image_ref
@@ -66,3 +77,24 @@ def build_remediated(runtime: Runtime, target: Target, fix_script: Path) -> str:
         (context / "Containerfile").write_text(containerfile(target.id, user))
         runtime.build_image(context, tag)
     return tag
+
+
+# trylast: the image is built from the result every other plugin has shaped.
+@hookimpl(trylast=True)
+def atomicscan_process_result(result: ScanResult, context: ResultContext) -> ScanResult | None:
+    if not context.remediate:
+        return None
+    target, runtime = context.target, context.runtime
+    fix = result.raw_dir / FIX_SCRIPT if result.raw_dir else None
+    if not result.successful or fix is None or not fix.is_file():
+        return result.replace(notes=(*result.notes, "no remediation: the scanner left no "
+                                     f"{FIX_SCRIPT} for this target"))
+    if target is None or runtime is None:
+        return result.replace(notes=(*result.notes, "no remediation: no runtime holds "
+                                     "this target"))
+    context.progress(f"building the remediated image of {target.ref}")
+    try:
+        tag = build_remediated(runtime, target, fix)
+    except AtomicscanError as exc:
+        return result.replace(successful=False, error=f"remediation failed: {exc}")
+    return result.replace(remediated_image=tag)
