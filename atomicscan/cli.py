@@ -22,6 +22,7 @@ from rich.text import Text
 
 from atomicscan import __version__
 from atomicscan.errors import AtomicscanError, ExitCode, Interrupted
+from atomicscan.gate import FAIL_ON_CHOICES
 from atomicscan.progress import LiveProgress
 from atomicscan.safetext import console, printable, setup_logging
 
@@ -30,7 +31,8 @@ Exit codes:
   0    every scan succeeded
   1    a scan failed, or a runtime error stopped the run
   2    usage error: a wrong flag, an unknown scanner, a target not found
-  3    reserved for a policy gate (findings at or above a threshold); not used yet
+  3    the policy gate tripped: a finding at or above --fail-on that is not suppressed
+       (a failed scan wins: it exits 1)
   130  interrupted (Ctrl-C or SIGTERM), after cleaning up
 """
 
@@ -39,6 +41,9 @@ Examples:
   atomicscan --scanner packages docker.io/library/debian:bookworm-slim
   atomicscan --scanner packages --json mycontainer > report.json
   atomicscan --scanner packages --rootfs /srv/chroots/web
+  atomicscan --scanner packages -o cyclonedx-json=sbom.cdx.json -o spdx-json=sbom.spdx.json IMAGE
+  atomicscan --scanner configlint -o table -o sarif=lint.sarif --fail-on high IMAGE
+  atomicscan --scanner openscap --ignore-file ignore.toml -o html=report.html IMAGE
   atomicscan --list
 
 \b
@@ -79,6 +84,21 @@ def _byte_size(ctx: click.Context, param: click.Parameter, value: str | None) ->
     if size < 16 << 20:
         raise click.BadParameter(f"{printable(value)!r} is below the 16m a scanner needs")
     return size
+
+
+class _OutputOption(click.Option):
+    """``-o``, whose help lists the formats the loaded plugins add (only when help is shown:
+    loading plugins is not free)."""
+
+    def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
+        from atomicscan.outputs import format_names
+        from atomicscan.plugins import Plugins
+
+        record = super().get_help_record(ctx)
+        if record is None:
+            return None
+        names = ", ".join(format_names(Plugins.load().formats))
+        return record[0], f"{record[1]} Formats: {names}."
 
 
 class _DefaultToScan(click.Group):
@@ -149,9 +169,27 @@ def _setup_logging(verbose: bool, debug: bool) -> None:
               help="Let --remediate run the fix script of scanner NAME, which is not built "
                    "in (repeatable).")
 @click.option("--json", "as_json", is_flag=True,
-              help="Print exactly one JSON document on stdout; messages go to stderr.")
+              help="Print exactly one JSON document on stdout; messages go to stderr "
+                   "(the same as -o json).")
+@click.option("-o", "--output", "outputs", multiple=True, metavar="FORMAT[=PATH]",
+              cls=_OutputOption,
+              help="Write the results as FORMAT, to PATH or else to stdout (repeatable; one "
+                   "format at most on stdout) [default: table]. A per-target format (an SBOM) "
+                   "with several targets writes one file per target, into PATH as a folder "
+                   "or else into the run's results directory.")
+@click.option("--fail-on", type=click.Choice(FAIL_ON_CHOICES, case_sensitive=False),
+              default="none", show_default=True,
+              help="Exit 3 when a finding at or above this severity is not suppressed, "
+                   "whatever is shown (info: any finding).")
+@click.option("--ignore-file", type=click.Path(path_type=Path), metavar="PATH",
+              help="TOML file of suppressed findings ([[ignore]] id, reason, optional target, "
+                   "package, path, expires) [default: $ATOMICSCAN_IGNORE_FILE, else "
+                   "/etc/atomicscan/ignore.toml if it exists].")
+@click.option("--severity", "severities", metavar="LIST",
+              help="Show only findings of these severities in the table, e.g. "
+                   "critical,high (never changes --fail-on).")
 @click.option("--list", "list_scanners", is_flag=True,
-              help="List the installed scanners and their scan types, then exit.")
+              help="List the installed scanners, output formats and runtimes, then exit.")
 @click.option("-v", "--verbose", is_flag=True, help="Say what is happening, on stderr.")
 @click.option("--debug", is_flag=True, help="Log every command run, and show tracebacks.")
 def scan(targets: tuple[str, ...], runtime: str | None, all_images: bool,
@@ -161,7 +199,8 @@ def scan(targets: tuple[str, ...], runtime: str | None, all_images: bool,
          scan_type: str | None, scanner_args: str | None, rootfs: tuple[Path, ...],
          allow_host_rootfs: bool, output_dir: Path | None, timeout: float | None,
          memory: int | None, remediate: bool, trusted: tuple[str, ...], as_json: bool,
-         list_scanners: bool, verbose: bool, debug: bool) -> None:
+         outputs: tuple[str, ...], fail_on: str, ignore_file: Path | None,
+         severities: str | None, list_scanners: bool, verbose: bool, debug: bool) -> None:
     """Scan images or containers (TARGET: name, name:tag or ID) with a scanner.
 
     Each target's root filesystem is mounted read-only on the host and handed to an
@@ -171,24 +210,14 @@ def scan(targets: tuple[str, ...], runtime: str | None, all_images: bool,
     """
     _setup_logging(verbose, debug)
     from atomicscan.plugins import Plugins
-    from atomicscan.render import print_report, scanners_table
     from atomicscan.scan import ScanRequest, ScanRun, parse_scanner_args
 
     plugins = Plugins.load()
     if list_scanners:
-        runtimes = plugins.runtimes.usable()
-        if as_json:
-            click.echo(json.dumps({
-                "scanners": [_scanner_json(s) for s in plugins.scanners],
-                "runtimes": [{"name": name, "usable": why is None, "reason": why}
-                             for name, why in runtimes.items()],
-            }, indent=2))
-        else:
-            out = console()
-            out.print(scanners_table(plugins.scanners))
-            for name, why in runtimes.items():
-                out.print(printable(f"runtime {name}: {'usable' if why is None else why}"))
+        _list(plugins, as_json)
         return
+    wanted = _output_requests(plugins, outputs, as_json)
+    shown = _severities(severities)
     request = ScanRequest(
         targets=targets, rootfs=rootfs, scanner=scanner, scan_type=scan_type,
         scanner_args=parse_scanner_args(scanner_args), runtime=runtime,
@@ -197,27 +226,33 @@ def scan(targets: tuple[str, ...], runtime: str | None, all_images: bool,
         include_dangling=include_dangling, jobs=jobs, batch_size=batch_size,
         use_cache=not no_cache, keep=keep, max_age_days=max_age,
         allow_host_rootfs=allow_host_rootfs, trusted_scanners=trusted, memory_bytes=memory,
+        ignores=_ignores(ignore_file),
     )
-    display = LiveProgress(stderr) if _live(as_json) else None
+    quiet = any(w.path is None and w.format != "table" for w in wanted)
+    display = LiveProgress(stderr) if _live(quiet) else None
     run = ScanRun(plugins, request, progress=_progress(verbose),
                   on_result=display.result if display else None,
                   on_total=display.total if display else None)
     started = time.monotonic()
     with display if display else contextlib.nullcontext():
         report = run.execute()
-    if not _live(as_json) and (len(report.results) > 1 or request.images
-                               or request.containers):
+    from atomicscan import gate
+
+    for entry in request.ignores.expired if request.ignores else ():
+        stderr.print(printable(f"atomicscan: warning: expired, no longer suppressing: "
+                               f"{entry.describe()}"), soft_wrap=True)
+    tripped = gate.tripped(report, fail_on)
+    if not _live(quiet) and (len(report.results) > 1 or request.images
+                             or request.containers or fail_on != "none"):
         cached = sum(r.cached for r in report.results)
+        policy = (f", {len(tripped)} finding(s) at or above {fail_on} (--fail-on)"
+                  if fail_on != "none" else "")
         stderr.print(printable(
             f"atomicscan: {len(report.results)} target(s), {report.failed} failed, "
-            f"{cached} cached, {time.monotonic() - started:.1f}s; "
+            f"{cached} cached{policy}, {time.monotonic() - started:.1f}s; "
             f"results in {report.results_dir}"),
             soft_wrap=True)
-    if as_json:
-        # Strict JSON: a NaN that got this far is a bug, never a document others can't read.
-        click.echo(json.dumps(report.to_json(), indent=2, allow_nan=False))
-    else:
-        print_report(console(), report, plugins.describe_result)
+    output_failed = _write_outputs(plugins, report, wanted, shown)
     if not report.successful:
         # One line per failed target on stderr, so CI logs show why even with --json.
         for result in report.results:
@@ -226,8 +261,97 @@ def scan(targets: tuple[str, ...], runtime: str | None, all_images: bool,
                                        f"{result.target}: {result.error}"), soft_wrap=True)
     if report.write_error:
         _fail(report.write_error, ExitCode.SCAN_FAILED)
-    if not report.successful:
+    if output_failed:
         raise SystemExit(ExitCode.SCAN_FAILED)
+    if tripped and report.successful:
+        stderr.print(printable(f"atomicscan: policy: {len(tripped)} finding(s) at or above "
+                               f"{fail_on} are not suppressed (exit 3)"), soft_wrap=True)
+    raise SystemExit(gate.exit_code(report, fail_on))
+
+
+def _list(plugins: Any, as_json: bool) -> None:
+    from atomicscan.outputs import CORE_FORMATS
+    from atomicscan.render import scanners_table
+
+    runtimes = plugins.runtimes.usable()
+    formats = {**CORE_FORMATS, **{f.name: f.description for f in plugins.formats}}
+    if as_json:
+        click.echo(json.dumps({
+            "scanners": [_scanner_json(s) for s in plugins.scanners],
+            "formats": [{"name": name, "description": formats[name]}
+                        for name in sorted(formats)],
+            "runtimes": [{"name": name, "usable": why is None, "reason": why}
+                         for name, why in runtimes.items()],
+        }, indent=2))
+        return
+    out = console()
+    out.print(scanners_table(plugins.scanners))
+    for name in sorted(formats):
+        out.print(printable(f"output format {name}: {formats[name]}"))
+    for name, why in runtimes.items():
+        out.print(printable(f"runtime {name}: {'usable' if why is None else why}"))
+
+
+def _output_requests(plugins: Any, outputs: Sequence[str], as_json: bool) -> list[Any]:
+    from atomicscan.outputs import OutputRequest, check_requests
+
+    wanted = [OutputRequest.parse(spec) for spec in outputs]
+    if as_json:
+        wanted.append(OutputRequest("json"))
+    if not any(w.path is None for w in wanted):
+        wanted.append(OutputRequest("table"))  # a person at the terminal sees the results
+    check_requests(wanted, plugins.formats)
+    return wanted
+
+
+def _severities(text: str | None) -> tuple[str, ...] | None:
+    from atomicscan.render import SEVERITY_ORDER
+
+    if text is None:
+        return None
+    chosen = tuple(part.strip().lower() for part in text.split(",") if part.strip())
+    unknown = [part for part in chosen if part not in SEVERITY_ORDER]
+    if unknown or not chosen:
+        raise click.BadParameter(f"--severity: give some of {','.join(SEVERITY_ORDER)}")
+    return chosen
+
+
+def _ignores(path: Path | None) -> Any:
+    import datetime
+
+    from atomicscan.suppress import load_ignores
+
+    return load_ignores(path, today=datetime.datetime.now(tz=datetime.UTC).date())
+
+
+def _write_outputs(plugins: Any, report: Any, wanted: Sequence[Any],
+                   shown: tuple[str, ...] | None) -> bool:
+    """Every requested document; returns whether one could not be written."""
+    import io
+
+    from atomicscan.outputs import OutputWriter
+    from atomicscan.render import print_report
+
+    def table(rendered: Any) -> bytes:
+        buffer = io.StringIO()
+        print_report(console(file=buffer), rendered, plugins.describe_result, severities=shown)
+        return buffer.getvalue().encode()
+
+    failed = False
+    for written in OutputWriter(plugins.formats, table).write(report, wanted):
+        if written.stdout is not None and written.format == "table":
+            print_report(console(), report, plugins.describe_result, severities=shown)
+        elif written.stdout is not None:
+            sys.stdout.flush()
+            sys.stdout.buffer.write(written.stdout)
+            sys.stdout.buffer.flush()
+        for path in written.files:
+            stderr.print(printable(f"atomicscan: wrote {written.format} to {path}"),
+                         soft_wrap=True)
+        for error in written.errors:
+            failed = True
+            stderr.print(printable(f"atomicscan: error: {error}"), soft_wrap=True)
+    return failed
 
 
 def _scanner_json(scanner: Any) -> dict[str, Any]:
@@ -244,8 +368,9 @@ def _scanner_json(scanner: Any) -> dict[str, Any]:
     }
 
 
-def _live(as_json: bool) -> bool:
-    return not as_json and stderr.is_terminal
+def _live(quiet: bool) -> bool:
+    """Live progress on stderr: on a terminal, unless stdout carries a document."""
+    return not quiet and stderr.is_terminal
 
 
 def _progress(verbose: bool) -> Any:

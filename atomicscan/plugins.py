@@ -34,6 +34,8 @@ DEFAULT_PLUGINS = (
     "atomicscan.builtin.packages",
     "atomicscan.builtin.openscap",
     "atomicscan.builtin.openscap_remediation",
+    "atomicscan.builtin.format_sarif",
+    "atomicscan.builtin.format_html",
     "atomicscan.builtin.merge",
 )
 

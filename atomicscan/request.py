@@ -6,8 +6,12 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from atomicscan.errors import UsageError
+
+if TYPE_CHECKING:
+    from atomicscan.suppress import IgnoreList
 
 #: Seconds one scanner container (one batch) may run before it is killed and its targets fail.
 DEFAULT_TIMEOUT = 1800.0
@@ -42,6 +46,8 @@ class ScanRequest:
     """Scanners that are not built in whose fix scripts ``--remediate`` may run."""
     memory_bytes: int | None = None
     """Memory limit of each scanner container; ``None`` keeps the runtime default of ours."""
+    ignores: IgnoreList | None = None
+    """Suppressions (``--ignore-file``): matching findings are marked in every report."""
 
     @property
     def lists_targets(self) -> bool:

@@ -39,9 +39,22 @@ def printable(text: object) -> str:
     return _UNSAFE.sub(_escape, str(text))
 
 
+#: Columns of a console that is not a terminal: wide enough that no line is ever folded
+#: (a log keeps a long path on one line), as no terminal width limits it.
+UNWRAPPED_WIDTH = 100_000
+
+
 def console(*, stderr: bool = False, file: IO[str] | None = None) -> Console:
-    """A rich console that never interprets markup, emoji codes or highlighting in strings."""
-    return Console(stderr=stderr, file=file, markup=False, emoji=False, highlight=False)
+    """A rich console that never interprets markup, emoji codes or highlighting in strings.
+
+    On a terminal it uses the terminal's width; elsewhere (a pipe, a log, a file) lines are
+    never hard-wrapped.
+    """
+    stream = file if file is not None else sys.stderr if stderr else sys.stdout
+    isatty = getattr(stream, "isatty", None)
+    width = None if callable(isatty) and isatty() else UNWRAPPED_WIDTH
+    return Console(stderr=stderr, file=file, markup=False, emoji=False, highlight=False,
+                   width=width)
 
 
 class PrintableFormatter(logging.Formatter):

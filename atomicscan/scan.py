@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from atomicscan import cache, cleanup, collect, hostpaths, retention
+from atomicscan import cache, cleanup, collect, hostpaths, retention, suppress
 from atomicscan.batch import (
     DEFAULT_SCANOUT_BYTES,
     HOST_FILE_MAX_BYTES,
@@ -139,6 +139,10 @@ class ScanRun:
         results = collect.in_target_order(results, resolution.targets)
         report = collect.merge(self.plugins, results, self.scanner, self.scan_type,
                                self.run_id, results_dir)
+        if self.request.ignores is not None:
+            # After the cache kept what the scanner said: a suppression removed from the
+            # file stops applying to cached results too.
+            report = suppress.apply(report, self.request.ignores)
         report = collect.write_report(report, root, results_dir)
         if report.write_error is None:
             # The report is still returned (and printed) when its file is missing.

@@ -10,11 +10,22 @@ typed form back with :func:`inventory_of`.
 
 from __future__ import annotations
 
+import csv
+import io
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from atomicscan import Scanner, ScannerRegistry, ScanResult, ScanType, hookimpl
+from atomicscan import (
+    FormatRegistry,
+    OutputFormat,
+    Report,
+    Scanner,
+    ScannerRegistry,
+    ScanResult,
+    ScanType,
+    hookimpl,
+)
 
 SCANNER_NAME = "inventory-extra"
 IMAGE = "localhost/atomicscan/inventory-extra:latest"
@@ -177,3 +188,47 @@ def atomicscan_process_result(result: ScanResult, scanner: Scanner) -> ScanResul
         custom={**rest, **inventory.to_json()},
         notes=(*result.notes, *scanner_notes, *inventory.notes()),
     )
+
+
+@hookimpl
+def atomicscan_describe_result(result: ScanResult) -> str | None:
+    """``glibc 2.36; 2 runtimes`` in the target's summary line."""
+    inventory = inventory_of(result)
+    if inventory is None:
+        return None
+    libc = (f"{inventory.libc.flavour} {inventory.libc.version or ''}".strip()
+            if inventory.libc else "no libc")
+    return f"{libc}; {len(inventory.runtimes)} runtimes"
+
+
+def _cell(text: str) -> str:
+    """A cell a spreadsheet shows as text: an image's file names are its author's, and
+    ``=HYPERLINK(...)`` must not become a formula."""
+    return "'" + text if text[:1] in {"=", "+", "-", "@", "\t", "\r"} else text
+
+
+def write_runtimes_csv(report: Report) -> bytes:
+    """One CSV row per libc and language runtime found, for every target of the run."""
+    buffer = io.StringIO()
+    rows = csv.writer(buffer, lineterminator="\n")
+    rows.writerow(["target", "target_id", "kind", "name", "version", "path"])
+    for result in report.results:
+        inventory = inventory_of(result)
+        if inventory is None:
+            continue
+        if inventory.libc is not None:
+            rows.writerow([_cell(c) for c in (
+                result.target, result.target_id, "libc", inventory.libc.flavour,
+                inventory.libc.version or "", inventory.libc.path)])
+        for runtime in inventory.runtimes:
+            rows.writerow([_cell(c) for c in (
+                result.target, result.target_id, "runtime", runtime.name,
+                runtime.version or "", runtime.path)])
+    return buffer.getvalue().encode()
+
+
+@hookimpl
+def atomicscan_add_formats(registry: FormatRegistry) -> None:
+    registry.add(OutputFormat("runtimes-csv", "libc and language runtimes found by "
+                              "inventory-extra, one CSV row each", ".csv",
+                              write_run=write_runtimes_csv))
