@@ -16,7 +16,7 @@ class ExitCode(enum.IntEnum):
     USAGE = 2
     """Bad input: a wrong flag, an unknown scanner, a target that is not found."""
     POLICY = 3
-    """Reserved for a policy gate: findings at or above a chosen severity (not used yet)."""
+    """The --fail-on gate tripped: a finding at or above it is not suppressed."""
     INTERRUPTED = 130
     """Stopped by Ctrl-C or SIGTERM, after cleaning up."""
 
