@@ -36,6 +36,8 @@ DEFAULT_PLUGINS = (
     "atomicscan.builtin.openscap_remediation",
     "atomicscan.builtin.format_sarif",
     "atomicscan.builtin.format_html",
+    "atomicscan.builtin.format_cyclonedx",
+    "atomicscan.builtin.format_spdx",
     "atomicscan.builtin.merge",
 )
 
