@@ -582,12 +582,18 @@ class Results:
 # --- reading inside a target ------------------------------------------------------------------
 
 
+def symlink_loop(path: str) -> OSError:
+    """The error for a path whose links go round in circles, as the kernel's lookup gives."""
+    return OSError(errno.ELOOP, "too many levels of symbolic links", "/" + path.lstrip("/"))
+
+
 def resolve_in_root(root: str, path: str) -> str | None:
     """The host path of the target path `path`, every symlink resolved inside `root`.
 
     An absolute link target starts again at `root`, ".." stops at it: nothing outside the
     target is ever reached. None when a component is missing or is not a directory; OSError
-    (ELOOP) after too many links.
+    (ELOOP) after more than MAX_SYMLINKS links, and each caller decides what a loop means
+    (here: a note, as for any other file that can't be read).
     """
     pending = [part for part in reversed(path.split("/")) if part not in ("", ".")]
     done: list[str] = []
@@ -606,7 +612,7 @@ def resolve_in_root(root: str, path: str) -> str | None:
         if stat.S_ISLNK(info.st_mode):
             links += 1
             if links > MAX_SYMLINKS:
-                raise OSError(errno.ELOOP, "too many levels of symbolic links", path)
+                raise symlink_loop(path)
             link = os.readlink(here)
             if link.startswith("/"):
                 done = []

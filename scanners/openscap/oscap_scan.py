@@ -26,6 +26,7 @@ import bz2
 import contextlib
 import datetime
 import enum
+import errno
 import json
 import os
 import re
@@ -263,10 +264,20 @@ def shorten(text: str, limit: int = SHORT_DESCRIPTION) -> str:
 # --- the target's root filesystem ---------------------------------------------------------
 
 
+def symlink_loop(relpath: str) -> OSError:
+    """The error for a path whose links go round in circles, as the kernel's lookup gives."""
+    return OSError(errno.ELOOP, "too many levels of symbolic links", "/" + relpath.lstrip("/"))
+
+
+def is_symlink_loop(exc: OSError) -> bool:
+    return exc.errno == errno.ELOOP
+
+
 def resolve_in_root(root: str, relpath: str) -> str | None:
     """Host path of /relpath inside root, every symlink resolved as if root were '/'.
 
-    None when a component is missing, not a directory, or the links go round in circles.
+    None when a component is missing or not a directory; OSError (ELOOP) after more than
+    MAX_SYMLINKS links, and each caller decides what a loop means.
     """
     pending = [part for part in reversed(relpath.split("/")) if part not in ("", ".")]
     parts: list[str] = []
@@ -285,7 +296,7 @@ def resolve_in_root(root: str, relpath: str) -> str | None:
         if stat.S_ISLNK(info.st_mode):
             hops += 1
             if hops > MAX_SYMLINKS:
-                return None
+                raise symlink_loop(relpath)
             link = os.readlink(path)
             if link.startswith("/"):
                 parts = []
@@ -298,7 +309,10 @@ def resolve_in_root(root: str, relpath: str) -> str | None:
 
 
 def read_target_file(root: str, relpath: str, limit: int = MAX_SMALL_FILE) -> bytes | None:
-    """A small regular file of the target, None when there is none (or it is too large)."""
+    """A small regular file of the target, None when there is none (or it is too large).
+
+    A symlink loop on the way raises OSError (ELOOP), as resolve_in_root does.
+    """
     path = resolve_in_root(root, relpath)
     if path is None:
         return None
@@ -330,16 +344,31 @@ def parse_os_release(text: str) -> dict[str, str]:
     return values
 
 
-def read_os_info(root: str) -> dict[str, str | None] | None:
+def read_identity_file(root: str, relpath: str, notes: list[str]) -> bytes | None:
+    """A file that names the OS: unreadable (a symlink loop too) is as good as missing.
+
+    A loop is noted and never fails the scan: the image could as well have no os-release,
+    and then the OS is unknown, which the scans already report.
+    """
+    try:
+        return read_target_file(root, relpath)
+    except OSError as exc:
+        if not is_symlink_loop(exc):
+            raise
+        notes.append(f"ignored /{relpath}: {exc.strerror}")
+        return None
+
+
+def read_os_info(root: str, notes: list[str]) -> dict[str, str | None] | None:
     """The os-release fields of the target (VERSION_ID from debian_version if missing)."""
     for relpath in OS_RELEASE_PATHS:
-        data = read_target_file(root, relpath)
+        data = read_identity_file(root, relpath, notes)
         if data is None:
             continue
         fields = parse_os_release(data.decode("utf-8", errors="replace"))
         info: dict[str, str | None] = {name: fields.get(name) or None for name in OS_FIELDS}
         if info["id"] == "debian" and not info["version_id"]:
-            version = read_target_file(root, "etc/debian_version")
+            version = read_identity_file(root, "etc/debian_version", notes)
             major = (version or b"").decode("ascii", errors="replace").split(".")[0].strip()
             if major.isdigit():
                 info["version_id"] = major
@@ -359,7 +388,8 @@ def dpkg_architectures(root: str) -> list[str]:
     """The target's dpkg architectures, native first: apt must not ask the target's dpkg.
 
     The native one is the most common Architecture of the installed packages ('all' aside);
-    var/lib/dpkg/arch, when present, adds the foreign ones.
+    var/lib/dpkg/arch, when present, adds the foreign ones. A symlink loop in either raises
+    OSError (ELOOP): oscap would read the same database, so the target fails, with one line.
     """
     counts: Counter[str] = Counter()
     status = read_target_file(root, "var/lib/dpkg/status", limit=256 * 1024 * 1024)
@@ -964,6 +994,11 @@ def feed_package_kinds(feed: str) -> list[str]:
 
 
 def has_package_database(root: str, kind: str) -> bool:
+    """Whether the target has a database of this kind; OSError (ELOOP) when one is a loop.
+
+    A loop fails the target instead of making the feed "not applicable": a database hidden
+    behind a loop must not pass for a target without packages.
+    """
     for relpath in PACKAGE_OBJECTS[kind][1]:
         path = resolve_in_root(root, relpath)
         if path is not None and os.path.isfile(path):
@@ -1033,7 +1068,7 @@ def scan_target(
     error: str | None = None
     try:
         os.makedirs(out_dir, exist_ok=True)
-        target.os_info = read_os_info(root)
+        target.os_info = read_os_info(root, target.notes)
         with tempfile.TemporaryDirectory(prefix="oscap-scan-") as work:
             if scan_type == SCAN_COMPLIANCE:
                 scan_compliance(target, args, work, content_dir)

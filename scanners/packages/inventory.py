@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import enum
+import errno
 import json
 import os
 import shlex
@@ -114,6 +115,15 @@ class Package:
         }
 
 
+def symlink_loop(relpath: str) -> OSError:
+    """The error for a path whose links go round in circles, as the kernel's lookup gives."""
+    return OSError(errno.ELOOP, "too many levels of symbolic links", "/" + relpath.lstrip("/"))
+
+
+def is_symlink_loop(exc: OSError) -> bool:
+    return exc.errno == errno.ELOOP
+
+
 class TargetRoot:
     """Read-only access to a mounted rootfs, resolving symlinks as if it were '/'."""
 
@@ -123,7 +133,8 @@ class TargetRoot:
     def resolve(self, relpath: str) -> str | None:
         """Return the host path of relpath with every symlink resolved inside the root.
 
-        None when a component is missing or a non-directory is used as one.
+        None when a component is missing or a non-directory is used as one; OSError (ELOOP)
+        after more than MAX_SYMLINKS links, and each caller decides what a loop means.
         """
         pending = [part for part in reversed(relpath.split("/")) if part not in ("", ".")]
         resolved: list[str] = []
@@ -143,7 +154,7 @@ class TargetRoot:
             if stat.S_ISLNK(info.st_mode):
                 links_followed += 1
                 if links_followed > MAX_SYMLINKS:
-                    raise InventoryError(f"too many levels of symbolic links resolving /{relpath}")
+                    raise symlink_loop(relpath)
                 target = os.readlink(candidate)
                 if target.startswith("/"):
                     resolved = []
@@ -232,6 +243,12 @@ def read_os_info(target: TargetRoot, notes: list[str]) -> dict[str, str | None] 
             text = target.read_text(relpath)
         except InventoryError as exc:
             notes.append(f"ignored /{relpath}: {exc}")
+            continue
+        except OSError as exc:
+            # A loop hides this file like a missing one; the next os-release still counts.
+            if not is_symlink_loop(exc):
+                raise
+            notes.append(f"ignored /{relpath}: {exc.strerror}")
             continue
         if text is not None:
             fields = parse_os_release(text)

@@ -30,11 +30,23 @@ def test_plugin_installs_scans_and_uninstalls(tmp_path: Path) -> None:
         (entry,) = [p for p in plugins["plugins"] if p["name"] == "inventory-extra"]
         assert entry["version"] == "0.1.0"
 
-        run = scan("--scanner", "inventory-extra", "--json", DEBIAN)
+        # Its output format is listed and documented like the built-in ones...
+        assert "runtimes-csv" in [f["name"] for f in listed["formats"]]
+        assert "runtimes-csv" in " ".join(scan("--help").stdout.split())
+        csv_file = tmp_path / "runtimes.csv"
+        run = scan("--scanner", "inventory-extra", "--json", "-o", f"runtimes-csv={csv_file}",
+                   DEBIAN)
         assert run.returncode == 0, run.stderr
         (result,) = run.json()["results"]
         assert result["successful"] is True
         assert any("glibc" in note for note in result["notes"])
+        # ...and writes what it promises: one row per libc and runtime found.
+        rows = csv_file.read_text().splitlines()
+        assert rows[0] == "target,target_id,kind,name,version,path"
+        assert any(row.startswith(f"{DEBIAN},") and ",libc,glibc," in row for row in rows)
+        # Its phrase reaches the summary line through atomicscan_describe_result.
+        human = scan("--scanner", "inventory-extra", DEBIAN)
+        assert "glibc" in human.stdout.splitlines()[0], human.stdout
 
         tests = subprocess.run([sys.executable, "-m", "pytest", "-q", str(PLUGIN / "tests")],
                                capture_output=True, text=True, env=scan.env, check=False,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import base64
+import errno
 import importlib.util
 import json
 import os
@@ -513,6 +514,31 @@ def test_resolve_in_root_stays_inside(tmp_path: Path, root: Path) -> None:
     assert cl.resolve_in_root(str(root), "/lib") == str(root / "usr/lib")
     assert cl.resolve_in_root(str(root), "/etc/os-release/x") is None
     assert cl.resolve_in_root(str(root), "/missing/x") is None
+
+
+def test_symlink_loops_at_every_file_read_are_notes_not_failures(
+    root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (root / "etc").mkdir()
+    (root / "etc/passwd").symlink_to("/etc/passwd")  # itself: a loop
+    with pytest.raises(OSError, match="symbolic links") as raised:
+        cl.resolve_in_root(str(root), "etc/passwd")
+    assert raised.value.errno == errno.ELOOP
+    assert raised.value.filename == "/etc/passwd"
+    for path in ("/etc/shadow", "/var/lib/dpkg/status", "/lib/apk/db/installed",
+                 "/var/lib/rpm", "/usr/bin/sudo", "/usr/sbin/sshd"):
+        (root / path.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
+        (root / path.lstrip("/")).symlink_to(path)  # itself: a loop
+    (root / "var/lib/dpkg/status.d").symlink_to("status.d")
+    document = lint(root, config(user="app"))
+    # As for any other file configlint can't read: the target is scanned, the notes say why.
+    assert document["Successful"] == "true"
+    notes = document["Custom"]["notes"]
+    for path in ("/etc/passwd", "/etc/shadow", "/var/lib/dpkg/status",
+                 "/var/lib/dpkg/status.d", "/lib/apk/db/installed"):
+        assert any(path in note and "too many levels of symbolic links" in note
+                   for note in notes), (path, notes)
+    assert "Traceback" not in capsys.readouterr().err
 
 
 def test_fifos_sockets_and_devices_are_skipped_not_opened(root: Path, opened: list[str]) -> None:

@@ -8,6 +8,7 @@ skipped when oscap is not installed.
 from __future__ import annotations
 
 import bz2
+import errno
 import importlib.util
 import json
 import os
@@ -314,7 +315,7 @@ def test_definition_without_cve_uses_its_advisory_as_id() -> None:
 
 def test_os_release_is_read_through_absolute_links_inside_the_target(tmp_path: Path) -> None:
     root = make_debian_root(tmp_path / "root")
-    info = oscap_scan.read_os_info(str(root))
+    info = oscap_scan.read_os_info(str(root), [])
     assert info["id"] == "debian"
     assert info["version_id"] == "12"
     assert info["pretty_name"] == "Debian GNU/Linux 12 (bookworm)"
@@ -327,10 +328,31 @@ def test_os_release_link_never_escapes_the_target(tmp_path: Path) -> None:
     outside.write_text("ID=evil\n")
     # ../../.. climbs to the target's root and stops there, like '/..' does.
     (root / "etc/os-release").symlink_to(f"../../../..{outside}")
-    assert oscap_scan.read_os_info(str(root)) is None
-    (root / "etc/os-release").unlink()
+    notes: list[str] = []
+    assert oscap_scan.read_os_info(str(root), notes) is None
+    assert notes == []
+
+
+def test_os_release_loop_is_noted_and_the_next_file_counts(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
     (root / "etc/os-release").symlink_to("os-release")  # a loop
-    assert oscap_scan.read_os_info(str(root)) is None
+    with pytest.raises(OSError, match="symbolic links") as raised:
+        oscap_scan.read_target_file(str(root), "etc/os-release")
+    assert raised.value.errno == errno.ELOOP
+    notes: list[str] = []
+    # As for a missing os-release: the OS is unknown, and the note says why.
+    assert oscap_scan.read_os_info(str(root), notes) is None
+    assert notes == ["ignored /etc/os-release: too many levels of symbolic links"]
+    (root / "usr/lib").mkdir(parents=True)
+    (root / "usr/lib/os-release").write_text("ID=debian\n")
+    (root / "etc/debian_version").symlink_to("/etc/debian_version")
+    notes = []
+    assert oscap_scan.read_os_info(str(root), notes) == {
+        "id": "debian", "version_id": None, "name": None, "pretty_name": None,
+        "version_codename": None}
+    assert notes == ["ignored /etc/os-release: too many levels of symbolic links",
+                     "ignored /etc/debian_version: too many levels of symbolic links"]
 
 
 def test_debian_version_fills_a_missing_version_id(tmp_path: Path) -> None:
@@ -338,7 +360,7 @@ def test_debian_version_fills_a_missing_version_id(tmp_path: Path) -> None:
     (root / "etc").mkdir(parents=True)
     (root / "etc/os-release").write_text("ID=debian\n")
     (root / "etc/debian_version").write_text("12.5\n")
-    assert oscap_scan.read_os_info(str(root))["version_id"] == "12"
+    assert oscap_scan.read_os_info(str(root), [])["version_id"] == "12"
 
 
 def test_available_datastreams(tmp_path: Path) -> None:
@@ -570,6 +592,33 @@ def test_cve_feed_for_packages_the_target_does_not_have(
     assert document["Custom"]["reason"] == (
         "the feed checks dpkg packages and fedora 40 has no dpkg database"
     )
+
+
+def test_hostile_symlink_loops_fail_or_skip_with_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    scan_in, scan_out = tmp_path / "in", tmp_path / "out"
+    # A loop at os-release: as if there were none (the OS is unknown), with a note.
+    (scan_in / "k-os/etc").mkdir(parents=True)
+    (scan_in / "k-os/etc/os-release").symlink_to("/etc/os-release")
+    # A loop at the package database the feed asks for: the target fails, not "no packages".
+    make_debian_root(scan_in / "k-db")
+    status = scan_in / "k-db/var/lib/dpkg/status"
+    status.unlink()
+    status.symlink_to("status")
+    feed = str(FIXTURES / "cve-feed.xml")
+    assert run_main(monkeypatch, scan_in, scan_out, "cve", {"feed": feed}) == 0
+    os_loop = read_json(scan_out, "k-os")
+    assert os_loop["Successful"] == "true"
+    assert os_loop["Custom"]["os"] is None
+    assert os_loop["Custom"]["applicable"] is False
+    assert "ignored /etc/os-release: too many levels of symbolic links" in (
+        os_loop["Custom"]["notes"])
+    db_loop = read_json(scan_out, "k-db")
+    assert db_loop["Successful"] == "false"
+    assert db_loop["Error"] == (
+        "OSError: [Errno 40] too many levels of symbolic links: '/var/lib/dpkg/status'")
+    assert "Traceback" not in capsys.readouterr().err
 
 
 def test_missing_feed_file_and_unknown_scan_type(

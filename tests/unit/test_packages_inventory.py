@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import importlib.util
 import json
@@ -208,12 +209,35 @@ def test_symlink_loop_is_an_error_and_os_release_falls_back(tmp_path: Path) -> N
     symlink(root, "etc/os-release.b", "/etc/os-release")
     write(root, "usr/lib/os-release", 'ID=fedora\nVERSION_ID=40\nNAME="Fedora Linux"\n')
     target = inventory.TargetRoot(str(root))
-    with pytest.raises(inventory.InventoryError, match="symbolic links"):
+    with pytest.raises(OSError, match="symbolic links") as raised:
         target.resolve("etc/os-release")
+    assert raised.value.errno == errno.ELOOP
     document = scan(root)
     assert document["Successful"] == "true"
     assert document["Custom"]["os"]["id"] == "fedora"
-    assert any("etc/os-release" in note for note in document["Custom"]["notes"])
+    assert "ignored /etc/os-release: too many levels of symbolic links" in (
+        document["Custom"]["notes"])
+
+
+@pytest.mark.parametrize("database", [
+    "var/lib/dpkg/status", "var/lib/dpkg/status.d/base", "lib/apk/db/installed",
+    "var/lib/rpm/rpmdb.sqlite", "usr/lib/sysimage/rpm/Packages", "var/lib/rpm/Packages.db",
+])
+def test_symlink_loop_at_a_package_database_fails_the_target_in_one_line(
+    tmp_path: Path, database: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / "root"
+    write(root, "etc/os-release", DEBIAN_OS_RELEASE)
+    if database != "var/lib/dpkg/status":
+        write(root, "var/lib/dpkg/status", DPKG_STATUS)  # a good database beside the loop
+    symlink(root, database, "/" + database)  # itself: a loop
+    document = scan(root)
+    # Never "no packages": a database hidden behind a loop is a failed target.
+    assert document["Successful"] == "false"
+    assert document["Error"] == (
+        f"OSError: [Errno 40] too many levels of symbolic links: '/{database}'")
+    assert document["Custom"]["packages"] == []
+    assert "Traceback" not in capsys.readouterr().err
 
 
 def test_file_used_as_directory_and_missing_paths_resolve_to_none(tmp_path: Path) -> None:

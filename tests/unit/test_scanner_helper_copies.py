@@ -3,12 +3,13 @@
 Each scanner program is one self-contained file inside its image, so the helpers every scanner
 needs (symlink-safe path resolution inside a target, os-release parsing, writing the json
 document) are copied into each. These tests run every copy on the same inputs and require
-the same answers. Where copies differ on purpose the difference is written down below
-(:data:`LOOP_POLICY`), so a new difference still fails.
+the same answers, a symlink loop included: every copy raises the same OSError (ELOOP), and
+each scanner decides what a loop means for it (its own tests pin that).
 """
 
 from __future__ import annotations
 
+import errno
 import importlib.util
 import json
 import os
@@ -28,13 +29,6 @@ PROGRAMS = {
     "inventory-extra": REPO / "plugins" / "atomicscan-inventory-extra" / "scanner"
     / "inspect_extra.py",
 }
-
-#: What each copy does with a symlink loop (more than 40 links): raise an error that says
-#: "symbolic links" (the caller decides), or answer None as for a missing path. The two
-#: kinds are pinned by each scanner's own tests; see the issue 11 report before changing.
-LOOP_POLICY = {"packages": "raises", "configlint": "raises", "openscap": "none",
-               "inventory-extra": "none"}
-
 
 def _load(name: str) -> ModuleType:
     spec = importlib.util.spec_from_file_location(f"copies_{name.replace('-', '_')}",
@@ -114,9 +108,10 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+#: What every copy does with more than 40 links: raise OSError(ELOOP), as the kernel does.
 LOOP = "loop"
 
-#: relpath -> the answer every copy must give (LOOP: the copy's LOOP_POLICY answer).
+#: relpath -> the answer every copy must give (LOOP: the loop error, see :func:`_answer`).
 CASES: dict[str, str | None] = {
     "": "/",
     ".": "/",
@@ -147,11 +142,16 @@ CASES: dict[str, str | None] = {
 
 
 def _answer(name: str, root: Path, relpath: str) -> str | None:
+    """The copy's answer; LOOP only for exactly the error every copy must raise on a loop."""
     try:
         return RESOLVERS[name](str(root), relpath)
-    except Exception as exc:  # each copy raises its own kind
-        assert "symbolic links" in str(exc), f"{name}: {type(exc).__name__}: {exc}"
-        return "raises"
+    except OSError as exc:
+        shown = f"{name}: {type(exc).__name__}: {exc}"
+        assert type(exc) is OSError and exc.errno == errno.ELOOP, shown
+        assert exc.strerror == "too many levels of symbolic links", shown
+        assert exc.filename == "/" + relpath.lstrip("/"), shown
+        assert "symbolic links" in str(exc), shown
+        return LOOP
 
 
 @pytest.mark.parametrize("name", sorted(PROGRAMS))
@@ -159,18 +159,13 @@ def _answer(name: str, root: Path, relpath: str) -> str | None:
 def test_every_copy_resolves_paths_inside_the_target_alike(
     tree: Path, name: str, relpath: str
 ) -> None:
-    expected = CASES[relpath]
-    if expected == LOOP:
-        expected = "raises" if LOOP_POLICY[name] == "raises" else None
-    assert _answer(name, tree, relpath) == expected
+    assert _answer(name, tree, relpath) == CASES[relpath]
 
 
-def test_the_loop_policies_are_the_only_difference(tree: Path) -> None:
+def test_every_copy_gives_the_same_answers(tree: Path) -> None:
     answers = {name: {rel: _answer(name, tree, rel) for rel in CASES} for name in PROGRAMS}
-    plain = {rel for rel, expected in CASES.items() if expected != LOOP}
-    reference = {rel: answers["packages"][rel] for rel in plain}
     for name, answer in answers.items():
-        assert {rel: answer[rel] for rel in plain} == reference, name
+        assert answer == answers["packages"], name
 
 
 OS_RELEASE_TEXTS = [

@@ -17,6 +17,7 @@ following links or blocking on FIFOs, and every read is bounded. Standard librar
 from __future__ import annotations
 
 import datetime
+import errno
 import math
 import os
 import re
@@ -228,16 +229,28 @@ def json_dumps(value: Any, indent: int = 2, level: int = 0) -> str:
 # --- the target's filesystem, resolved as if it were "/" ----------------------------------
 
 
+def symlink_loop(relpath: str) -> OSError:
+    """The error for a path whose links go round in circles, as the kernel's lookup gives."""
+    return OSError(errno.ELOOP, "too many levels of symbolic links", "/" + relpath.lstrip("/"))
+
+
 class TargetRoot:
-    """Read-only access to one target; every path is resolved inside it."""
+    """Read-only access to one target; every path is resolved inside it.
+
+    A path behind a symlink loop is skipped like one that can't be read (the inventory is
+    best effort); ``loops`` keeps each such path, for a note.
+    """
 
     def __init__(self, top: str) -> None:
         self.top = top
+        self.loops: list[str] = []
 
     def canonical(self, relpath: str) -> str | None:
         """``relpath`` with every symlink resolved inside the target ("" is the root).
 
-        ``None`` when a component is missing or a non-directory is used as one.
+        ``None`` when a component is missing or a non-directory is used as one; OSError
+        (ELOOP) after more than MAX_SYMLINK_HOPS links, and each caller decides what a loop
+        means.
         """
         todo = [part for part in reversed(relpath.split("/")) if part not in ("", ".")]
         done: list[str] = []
@@ -256,7 +269,7 @@ class TargetRoot:
             if stat.S_ISLNK(info.st_mode):
                 hops += 1
                 if hops > MAX_SYMLINK_HOPS:
-                    return None
+                    raise symlink_loop(relpath)
                 link = os.readlink(host)
                 if link.startswith("/"):
                     done = []
@@ -271,7 +284,14 @@ class TargetRoot:
         return os.path.join(self.top, canonical) if canonical else self.top
 
     def _kind(self, relpath: str, test: Callable[[int], bool]) -> str | None:
-        canonical = self.canonical(relpath)
+        try:
+            canonical = self.canonical(relpath)
+        except OSError as exc:
+            if exc.errno != errno.ELOOP:
+                raise
+            if exc.filename not in self.loops:
+                self.loops.append(str(exc.filename))
+            return None
         if canonical is None:
             return None
         try:
@@ -812,6 +832,9 @@ def inspect_target(top: str, labels: dict[str, str], notes: list[str]) -> dict[s
     libc = detect_libc(target, packages, notes)
     runtimes = [*detect_python(target, packages), *detect_node(target, packages),
                 *detect_java(target), *detect_go(target, notes)]
+    if target.loops:
+        notes.append(f"skipped {len(target.loops)} path(s) behind symlink loops (too many "
+                     f"levels of symbolic links), e.g. {target.loops[0]}")
     return {"libc": libc, "runtimes": [runtime.to_json() for runtime in runtimes],
             "labels": labels, "notes": notes}
 

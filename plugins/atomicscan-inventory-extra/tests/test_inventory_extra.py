@@ -107,7 +107,8 @@ def test_registered_through_its_entry_point(atomicscan_plugins: PluginsFactory) 
     assert plugins.errors == []
     info = {entry.name: entry for entry in plugins.info()}["inventory-extra"]
     assert info.version == __version__ == "0.1.0"
-    assert info.hooks == ("atomicscan_add_scanners", "atomicscan_process_result")
+    assert info.hooks == ("atomicscan_add_formats", "atomicscan_add_scanners",
+                          "atomicscan_describe_result", "atomicscan_process_result")
 
 
 def test_module_registers_without_entry_points(atomicscan_plugins: PluginsFactory) -> None:
@@ -206,6 +207,31 @@ def test_script_resolves_links_inside_the_target(atomicscan_rootfs: RootfsFactor
     custom = run_scanner_script(root)["Custom"]
     assert custom["libc"] is None
     assert custom["runtimes"] == []
+
+
+def test_script_skips_paths_behind_symlink_loops_with_a_note(
+    atomicscan_rootfs: RootfsFactory, capfd: pytest.CaptureFixture[str]
+) -> None:
+    # A hostile target: every file the inventory reads is a link to itself.
+    root = atomicscan_rootfs({
+        **RUNTIMES_TREE,
+        "var/lib/dpkg/status": Symlink("/var/lib/dpkg/status"),
+        "usr/lib/apk/db/installed": Symlink("installed"),  # /lib is /usr/lib here
+        "usr/local/include/node/node_version.h": Symlink("node_version.h"),
+        "usr/lib/jvm/java-17-openjdk-amd64/release": Symlink("release"),
+        "usr/lib32": Symlink("/usr/lib32"),
+    })
+    document = run_scanner_script(root)
+    # Best effort, as for a file the scanner can't read: skipped, the target still scanned.
+    assert document["Successful"] == "true"
+    custom = document["Custom"]
+    assert custom["libc"] == RUNTIMES_CUSTOM["libc"]
+    assert {"name": "node", "version": None, "path": "/usr/local/bin/node"} in custom["runtimes"]
+    assert "java" not in {runtime["name"] for runtime in custom["runtimes"]}  # no release
+    loops = [note for note in custom["notes"] if "symlink loops" in note]
+    assert loops == ["skipped 5 path(s) behind symlink loops (too many levels of symbolic "
+                     "links), e.g. /usr/lib32"]
+    assert "Traceback" not in capfd.readouterr().err
 
 
 # --- real: the scanner image under atomicscan, with podman --------------------------------
