@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from atomicscan.context import ResultContext
+    from atomicscan.context import ResultContext, RunContext
     from atomicscan.errors import (
         AmbiguousTargetError,
         AtomicscanError,
@@ -61,6 +61,7 @@ _EXPORTS = {
     "Package": "atomicscan.results",
     "Report": "atomicscan.results",
     "ResultContext": "atomicscan.context",
+    "RunContext": "atomicscan.context",
     # output formats
     "OutputFormat": "atomicscan.formats",
     "FormatRegistry": "atomicscan.formats",
@@ -109,6 +110,7 @@ __all__ = [
     "Package",
     "Report",
     "ResultContext",
+    "RunContext",
     "Runtime",
     "RuntimeFactory",
     "RuntimeRegistry",

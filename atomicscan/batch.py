@@ -12,6 +12,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from atomicscan import stamps
 from atomicscan.collect import ScannerRun, failed_result, read_result
@@ -24,6 +25,7 @@ from atomicscan.runtime import RUN_LABEL, Bind, Runtime, ScannerContainer, Targe
 from atomicscan.scanners import Scanner
 from atomicscan.scanout import OutputLimits
 from atomicscan.state import RunState, run_label_value
+from atomicscan.targetconfig import target_meta
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +116,8 @@ class BatchRunner:
                 except AtomicscanError as exc:
                     # Removed since the listing, or unmountable: this target alone fails.
                     failed.append(failed_result(target, job.scanner, job.scan_type,
-                                                f"cannot mount {target.ref}: {exc}"))
+                                                f"cannot mount {target.ref}: {exc}").replace(
+                        target_meta=target_meta(target.names, None)))
                     continue
                 binds.append(Bind(view, f"/scanin/{target.key}"))
                 ready.append(target)
@@ -122,7 +125,8 @@ class BatchRunner:
                 return failed
             binds += self._host_files(batch_dir / "hostfiles")
             binds += self._host_mounts(stack, batch_dir / "hostmounts")
-            binds.append(self._scanmeta(batch.runtime, ready, batch_dir / "meta"))
+            meta_bind, configs = self._scanmeta(batch.runtime, ready, batch_dir / "meta")
+            binds.append(meta_bind)
             # Empty directories cost kernel memory but no tmpfs bytes: cap the inodes too, at
             # what the batch's targets may legally leave (the rest fails them when read).
             inodes = len(ready) * (OutputLimits().max_entries + 1) + SCANOUT_SPARE_INODES
@@ -137,7 +141,8 @@ class BatchRunner:
             completed = self._run_container(batch.runtime, container)
             run = ScannerRun(completed, started, stamps.iso_stamp(), job.timeout)
             return [read_result(target, job.scanner, job.scan_type, run, scanout,
-                                self.results_dir)
+                                self.results_dir).replace(
+                        target_meta=target_meta(target.names, configs.get(target.key)))
                     for target in ready] + failed
 
     def _mount(self, stack: contextlib.ExitStack, runtime: Runtime, target: Target,
@@ -189,8 +194,10 @@ class BatchRunner:
             raise MountError("it is the host's own root; --allow-host-rootfs was not given")
         return pinned, inode
 
-    def _scanmeta(self, runtime: Runtime, targets: Sequence[Target], directory: Path) -> Bind:
-        """/scanmeta/targets.json: each target's identity and configuration, read-only."""
+    def _scanmeta(self, runtime: Runtime, targets: Sequence[Target], directory: Path
+                  ) -> tuple[Bind, dict[str, dict[str, Any] | None]]:
+        """/scanmeta/targets.json: each target's identity and configuration, read-only; and
+        the configurations, by target key."""
         directory.mkdir(mode=0o755)
         configs = runtime.target_configs([t for t in targets if t.type != "rootfs"])
         entries = [
@@ -201,7 +208,7 @@ class BatchRunner:
         meta = directory / "targets.json"
         meta.write_text(json.dumps(entries, indent=1) + "\n", encoding="utf-8")
         meta.chmod(0o444)
-        return Bind(directory, "/scanmeta")
+        return Bind(directory, "/scanmeta"), configs
 
     def _host_files(self, directory: Path) -> list[Bind]:
         """Copies of the host files the scan needs, readable by the scanner's user, read-only.

@@ -93,7 +93,9 @@ def load(directory: Path, key: str, target: Target) -> ScanResult | None:
     except (KeyError, TypeError, ValueError, AttributeError):
         return None
     raw_dir = result.raw_dir if result.raw_dir and result.raw_dir.is_dir() else None
-    return result.replace(target=target.ref, cached=True, raw_dir=raw_dir)
+    # The content is the same; what the target is called now is today's.
+    meta = {**result.target_meta, "names": list(target.names)}
+    return result.replace(target=target.ref, cached=True, raw_dir=raw_dir, target_meta=meta)
 
 
 def store(directory: Path, key: str, result: ScanResult) -> None:

@@ -56,6 +56,9 @@ Other commands:
 
 stderr = console(stderr=True)
 
+#: The built-in plugin that records runs; ``--no-history`` blocks it for one run.
+HISTORY_PLUGIN = "atomicscan.builtin.history"
+
 
 def _seconds(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
     """A finite number of seconds above zero (``nan``, ``inf``, 0 and negatives refused)."""
@@ -188,6 +191,11 @@ def _setup_logging(verbose: bool, debug: bool) -> None:
 @click.option("--severity", "severities", metavar="LIST",
               help="Show only findings of these severities in the table, e.g. "
                    "critical,high (never changes --fail-on).")
+@click.option("--db", "db_url", metavar="URL",
+              help="Record the run in this history database (sqlite:///PATH or "
+                   "postgresql://...) [default: $ATOMICSCAN_DB, else /etc/atomicscan/db-url, "
+                   "else sqlite:////var/lib/atomicscan/history.db].")
+@click.option("--no-history", is_flag=True, help="Don't record this run in the history.")
 @click.option("--list", "list_scanners", is_flag=True,
               help="List the installed scanners, output formats and runtimes, then exit.")
 @click.option("-v", "--verbose", is_flag=True, help="Say what is happening, on stderr.")
@@ -200,7 +208,8 @@ def scan(targets: tuple[str, ...], runtime: str | None, all_images: bool,
          allow_host_rootfs: bool, output_dir: Path | None, timeout: float | None,
          memory: int | None, remediate: bool, trusted: tuple[str, ...], as_json: bool,
          outputs: tuple[str, ...], fail_on: str, ignore_file: Path | None,
-         severities: str | None, list_scanners: bool, verbose: bool, debug: bool) -> None:
+         severities: str | None, db_url: str | None, no_history: bool, list_scanners: bool,
+         verbose: bool, debug: bool) -> None:
     """Scan images or containers (TARGET: name, name:tag or ID) with a scanner.
 
     Each target's root filesystem is mounted read-only on the host and handed to an
@@ -212,7 +221,7 @@ def scan(targets: tuple[str, ...], runtime: str | None, all_images: bool,
     from atomicscan.plugins import Plugins
     from atomicscan.scan import ScanRequest, ScanRun, parse_scanner_args
 
-    plugins = Plugins.load()
+    plugins = Plugins.load(block=[HISTORY_PLUGIN] if no_history else [])
     if list_scanners:
         _list(plugins, as_json)
         return
@@ -227,6 +236,7 @@ def scan(targets: tuple[str, ...], runtime: str | None, all_images: bool,
         use_cache=not no_cache, keep=keep, max_age_days=max_age,
         allow_host_rootfs=allow_host_rootfs, trusted_scanners=trusted, memory_bytes=memory,
         ignores=_ignores(ignore_file),
+        plugin_options={"history.db": db_url} if db_url else {},
     )
     quiet = any(w.path is None and w.format != "table" for w in wanted)
     display = LiveProgress(stderr) if _live(quiet) else None
@@ -259,9 +269,11 @@ def scan(targets: tuple[str, ...], runtime: str | None, all_images: bool,
             if not result.successful:
                 stderr.print(printable(f"atomicscan: error: {result.target_type} "
                                        f"{result.target}: {result.error}"), soft_wrap=True)
+    for failure in report.finish_errors:
+        stderr.print(printable(f"atomicscan: error: {failure}"), soft_wrap=True)
     if report.write_error:
         _fail(report.write_error, ExitCode.SCAN_FAILED)
-    if output_failed:
+    if output_failed or report.finish_errors:
         raise SystemExit(ExitCode.SCAN_FAILED)
     if tripped and report.successful:
         stderr.print(printable(f"atomicscan: policy: {len(tripped)} finding(s) at or above "

@@ -7,11 +7,12 @@ import dataclasses
 import errno
 import json
 import logging
+import socket
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from atomicscan import cache, stamps
+from atomicscan import __version__, cache, stamps
 from atomicscan.context import ResultContext
 from atomicscan.plan import Plan
 from atomicscan.plugins import Plugins
@@ -179,11 +180,33 @@ def in_target_order(results: Sequence[ScanResult], targets: Sequence[Target]
     return sorted(results, key=lambda r: order.get((r.runtime, r.target_id), len(order)))
 
 
+def with_scanner_images(results: Sequence[ScanResult], scanner_ids: Mapping[str, str]
+                        ) -> list[ScanResult]:
+    """Each result with the ID of the scanner image that ran (or would have run) it; the
+    runtime that scans ``--rootfs`` targets is grouped under ``""``."""
+    return [r.replace(scanner_image_id=scanner_ids.get(r.runtime or ""))
+            if r.scanner_image_id is None else r for r in results]
+
+
+def host_identity() -> dict[str, str]:
+    """This host, as a history of many hosts tells them apart: name and machine ID."""
+    machine_id = ""
+    try:
+        with Path("/etc/machine-id").open("rb") as stream:
+            raw = stream.read(128).strip().decode("ascii", "replace")
+        machine_id = raw if len(raw) == 32 and raw.isalnum() else ""
+    except OSError:
+        pass
+    return {"hostname": socket.gethostname()[:255], "machine_id": machine_id}
+
+
 def merge(plugins: Plugins, results: Sequence[ScanResult], scanner: Scanner, scan_type: str,
-          run_id: str, results_dir: Path) -> Report:
-    """The report, from the first ``atomicscan_merge_results`` that gives one."""
+          run_id: str, results_dir: Path, scanner_args: Mapping[str, str]) -> Report:
+    """The report, from the first ``atomicscan_merge_results`` that gives one, with what
+    the run knows of itself: the host, the version and the scanner arguments."""
     report = plugins.merge_results(list(results), scanner, scan_type, run_id)
-    return dataclasses.replace(report, results_dir=results_dir)
+    return dataclasses.replace(report, results_dir=results_dir, host=host_identity(),
+                               version=__version__, scanner_args=dict(scanner_args))
 
 
 def write_report(report: Report, results_root: Path, results_dir: Path) -> Report:

@@ -30,3 +30,14 @@ class ResultContext:
     """``--remediate`` was given (and the scanner was allowed to write a fix script)."""
     progress: Callable[[str], None] = _quiet
     """Tell the user about long work (one line, shown on the terminal)."""
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """The run around a finished report, passed to ``atomicscan_run_finished``."""
+
+    options: Mapping[str, str] = field(default_factory=dict)
+    """Plugin options from the command line, by ``plugin.option`` name: ``--db URL`` is
+    ``history.db``."""
+    progress: Callable[[str], None] = _quiet
+    """Tell the user about long work (one line, shown on the terminal)."""

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
-    from atomicscan.context import ResultContext
+    from atomicscan.context import ResultContext, RunContext
     from atomicscan.formats import FormatRegistry
     from atomicscan.results import Report, ScanResult
     from atomicscan.runtime import RuntimeRegistry
@@ -108,4 +108,17 @@ def atomicscan_merge_results(
     The first non-``None`` result wins; an implementation that raises is skipped and the
     next one is asked. The built-in merge is ``trylast``: implement this hook to reshape the
     report (add totals, drop fields, sort differently).
+    """
+
+
+@hookspec
+def atomicscan_run_finished(report: Report, context: RunContext) -> None:
+    """Act on a run's final report: record it, send it, archive it.
+
+    Called once per scan run, as its last step: after ``report.json`` was written (in
+    ``report.results_dir``; ``report.write_error`` says if it could not be), before anything
+    is printed. Every implementation is called, in call order. ``context.options``
+    holds the plugin options given on the command line. To say that this part failed, raise
+    :class:`atomicscan.AtomicscanError` with one line that tells the user how to redo it: the
+    line is printed as an error, the run exits 1, and the other implementations still run.
     """

@@ -13,10 +13,13 @@ here prints: the caller gets the documents meant for stdout back.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import posixpath
 import re
+import stat
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -33,6 +36,8 @@ CORE_FORMATS = {
     "table": "each target's summary and its findings, as printed on a terminal",
 }
 
+_FD_PATH = re.compile(r"/(?:proc/(?P<pid>self|thread-self|\d+)|dev)/fd/(?P<fd>\d{1,9})")
+_MAX_HOPS = 40
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 
@@ -77,10 +82,28 @@ def check_requests(requests: Sequence[OutputRequest], registry: FormatRegistry) 
         if request.format not in known:
             raise UsageError(f"-o {printable(request.format)}: unknown format; known: "
                              f"{', '.join(known)}")
+    seen: dict[str, str] = {}
+    for request in requests:
+        if request.path is None:
+            continue
+        # Compared after resolving: "out.sarif", "./out.sarif" and a link to it are one file.
+        resolved = os.path.realpath(request.path)
+        if resolved in seen and not _is_stream(resolved):
+            raise UsageError(f"-o {seen[resolved]} and -o {request.format} both write "
+                             f"{printable(request.path)}")
+        seen[resolved] = request.format
     to_stdout = [r.format for r in requests if r.path is None]
     if len(to_stdout) > 1:
         raise UsageError(f"-o {' and -o '.join(to_stdout)} would both print on stdout; give "
                          "all but one a path (-o FORMAT=PATH)")
+
+
+def _is_stream(path: str) -> bool:
+    """A character device (``/dev/null``): several documents may go there."""
+    try:
+        return stat.S_ISCHR(Path(path).stat().st_mode)
+    except OSError:
+        return False
 
 
 def safe_file_name(result: ScanResult) -> str:
@@ -93,7 +116,40 @@ def safe_file_name(result: ScanResult) -> str:
 
 
 def write_file(path: Path, data: bytes) -> None:
-    """``data`` into ``path``, through a new file in the same folder renamed over it."""
+    """``data`` into ``path``: through a new file in the same folder renamed over it, or, when
+    ``path`` is (a link to) a character device or FIFO (``/dev/stdout``, ``/dev/null``, a
+    named pipe with a reader), written into it. Nothing else is ever replaced: a rename
+    over ``/dev/null`` as root would leave a regular file there for every process."""
+    _check_folders(path)
+    own = _own_fd(path)
+    if own is not None:
+        _write_fd(path, own, data)
+        return
+    try:
+        info = path.lstat()
+    except FileNotFoundError:
+        info = None
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
+    if info is not None and stat.S_ISLNK(info.st_mode):
+        _check_link(path, info)
+        try:
+            info = path.stat()
+        except FileNotFoundError:
+            info = None  # a dangling link of the user's own: replaced, as a missing file
+        except OSError as exc:
+            raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
+    if info is None or stat.S_ISREG(info.st_mode):
+        _replace(path, data, None if info is None else stat.S_IMODE(info.st_mode))
+    elif stat.S_ISCHR(info.st_mode) or stat.S_ISFIFO(info.st_mode):
+        _stream(path, data)
+    elif stat.S_ISDIR(info.st_mode):
+        raise OutputError(f"cannot write {path}: it is a directory")
+    else:
+        raise OutputError(f"cannot write {path}: not a regular file, character device or FIFO")
+
+
+def _replace(path: Path, data: bytes, mode: int | None) -> None:
     folder = path.parent if str(path.parent) else Path()
     try:
         fd, temporary = tempfile.mkstemp(prefix=f".{path.name[:50]}.", suffix=".tmp",
@@ -102,12 +158,95 @@ def write_file(path: Path, data: bytes) -> None:
         raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
     try:
         with os.fdopen(fd, "wb") as out:
-            os.fchmod(out.fileno(), 0o666 & ~_umask())
+            # A file that was there keeps its permissions (a 0600 report stays private).
+            os.fchmod(out.fileno(), 0o666 & ~_umask() if mode is None else mode)
             out.write(data)
         Path(temporary).replace(path)
     except OSError as exc:
         Path(temporary).unlink(missing_ok=True)
         raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def _own_fd(path: Path) -> int | None:
+    """The descriptor ``path`` names when it leads to this process's own (``/dev/stdout``,
+    ``/dev/fd/3``, ``/proc/self/fd/1``): written as the shell opened it, never reopened or
+    replaced (a rename over /dev/stdout would leave a file there for every process)."""
+    current = posixpath.normpath(posixpath.join(Path.cwd(), path)) if not path.is_absolute() \
+        else posixpath.normpath(path)
+    for _ in range(_MAX_HOPS):
+        found = _FD_PATH.fullmatch(current)
+        if found is not None and found.group("pid") in ("self", "thread-self", str(os.getpid()),
+                                                         None):
+            return int(found.group("fd"))
+        try:
+            link = Path(current).readlink()
+        except OSError:
+            return None
+        current = posixpath.normpath(posixpath.join(posixpath.dirname(current), link))
+    return None
+
+
+def _write_fd(path: Path, fd: int, data: bytes) -> None:
+    try:
+        with os.fdopen(os.dup(fd), "wb") as out:
+            out.write(data)
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def _stream(path: Path, data: bytes) -> None:
+    """Write into a device or FIFO: never created, never truncated, and a FIFO nobody reads
+    fails at once (O_NONBLOCK makes open() say ENXIO) instead of hanging the run."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError as exc:
+        why = "no process reads that FIFO" if exc.errno == errno.ENXIO else exc.strerror
+        raise OutputError(f"cannot write {path}: {why or exc}") from None
+    try:
+        os.set_blocking(fd, True)
+        with os.fdopen(fd, "wb", closefd=False) as out:
+            out.write(data)
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
+
+
+def _check_link(link: Path, info: os.stat_result) -> None:
+    """Refuse what fs.protected_symlinks refuses, whether or not the host turned it on: a
+    link in a sticky world-writable folder (/tmp) owned by neither us nor that folder's
+    owner was planted by someone else to steer root's write."""
+    try:
+        folder = (link.parent if str(link.parent) else Path()).stat()
+    except OSError as exc:
+        raise OutputError(f"cannot write {link}: {exc.strerror or exc}") from None
+    shared = folder.st_mode & stat.S_ISVTX and folder.st_mode & stat.S_IWOTH
+    if shared and info.st_uid not in (os.geteuid(), folder.st_uid):
+        raise OutputError(f"cannot write {link}: a symbolic link in a world-writable folder "
+                          f"owned by uid {info.st_uid}, not followed")
+
+
+def _check_folders(path: Path) -> None:
+    """Every symbolic link on the way to ``path``'s folder, checked as :func:`_check_link`."""
+    current = Path(path.anchor) if path.is_absolute() else Path()
+    for part in path.parent.parts[1 if path.is_absolute() else 0:]:
+        current = current / part
+        try:
+            info = current.lstat()
+        except OSError:
+            return  # missing: mkstemp or mkdir says why, as one line
+        if stat.S_ISLNK(info.st_mode):
+            _check_link(current, info)
+
+
+def make_folder(folder: Path, mode: int = 0o777) -> None:
+    """``folder`` and its parents, as :func:`write_file` checks them; OutputError if not."""
+    _check_folders(folder / "x")
+    try:
+        folder.mkdir(mode=mode, parents=True, exist_ok=True)
+    except OSError as exc:
+        why = "it is not a directory" if isinstance(exc, FileExistsError) else exc.strerror
+        raise OutputError(f"cannot write into {folder}: {why or exc}") from None
 
 
 def _umask() -> int:
@@ -162,23 +301,30 @@ class OutputWriter:
             return Written(request.format, stdout=found.write_target(results[0], report))
         files: list[Path] = []
         errors: list[str] = []
+        if len(results) > 1 and request.path is None and report.results_dir is None:
+            raise FormatError("no results directory to write into")
         for result in results:
-            if len(results) == 1 and request.path is not None:
-                destination = request.path
-            elif request.path is not None:
-                request.path.mkdir(parents=True, exist_ok=True)
-                destination = request.path / (safe_file_name(result) + found.extension)
-            elif report.results_dir is not None:
-                folder = report.results_dir / safe_file_name(result)
-                folder.mkdir(mode=0o700, exist_ok=True)
-                destination = folder / (found.name + found.extension)
-            else:
-                errors.append(f"-o {found.name}: no results directory to write into")
-                break
             try:
+                destination = self._destination(report, request, found, result)
                 write_file(destination, found.write_target(result, report))
             except (FormatError, OutputError) as exc:
                 errors.append(f"-o {found.name}: {printable(result.target)}: {exc}")
                 continue
             files.append(destination)
         return Written(request.format, files=tuple(files), errors=tuple(errors))
+
+    @staticmethod
+    def _destination(report: Report, request: OutputRequest, found: OutputFormat,
+                     result: ScanResult) -> Path:
+        """Where one target's document goes: PATH itself for a single target, else a file
+        per target in PATH/ or in the target's folder of the results directory."""
+        if len(report.results) == 1 and request.path is not None:
+            return request.path
+        if request.path is not None:
+            make_folder(request.path)
+            return request.path / (safe_file_name(result) + found.extension)
+        if report.results_dir is None:
+            raise FormatError("no results directory to write into")
+        folder = report.results_dir / safe_file_name(result)
+        make_folder(folder, 0o700)
+        return folder / (found.name + found.extension)

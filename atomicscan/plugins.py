@@ -20,7 +20,8 @@ from typing import Any, TypeVar, cast
 import pluggy
 
 from atomicscan import __version__, hookspecs
-from atomicscan.context import ResultContext
+from atomicscan.context import ResultContext, RunContext
+from atomicscan.errors import AtomicscanError
 from atomicscan.formats import FormatRegistry
 from atomicscan.results import Report, ScanResult
 from atomicscan.runtime import RuntimeRegistry
@@ -122,12 +123,14 @@ class Plugins:
         """One line per plugin refused at load or hook that failed; the others still ran."""
 
     @classmethod
-    def load(cls, extra: Iterable[object] = (), *, entry_points: bool = True) -> Plugins:
-        """Built-ins, then entry points, then ``extra`` plugin objects (tests use those)."""
+    def load(cls, extra: Iterable[object] = (), *, entry_points: bool = True,
+             block: Iterable[str] = ()) -> Plugins:
+        """Built-ins, then entry points, then ``extra`` plugin objects (tests use those);
+        none of ``block`` nor of ``$ATOMICSCAN_BLOCK_PLUGINS``."""
         pm = _Manager()
         pm.add_hookspecs(hookspecs)
         blocked = {name.strip() for name in os.environ.get(BLOCK_ENV, "").split(",")
-                   if name.strip()}
+                   if name.strip()} | set(block)
         for name in blocked:
             pm.set_blocked(name)
         for module_path in DEFAULT_PLUGINS:
@@ -175,6 +178,8 @@ class Plugins:
         caller = self._alone(hook, impl)
         try:
             outcome = caller(**kwargs)
+        except AtomicscanError as exc:  # a failure the plugin explains itself
+            raise self._failed(impl, hook, exc.message, exc) from exc
         except Exception as exc:  # a third party's bug, reported by name
             raise self._failed(impl, hook, f"{type(exc).__name__}: {exc}", exc) from exc
         return self._checked(impl, hook, _value(caller, outcome), expect)
@@ -304,6 +309,21 @@ class Plugins:
 
         phrases, _ = self._wrapped(hook, each, kwargs, list)
         return [str(phrase) for phrase in phrases]
+
+    def run_finished(self, report: Report, context: RunContext) -> list[str]:
+        """Every ``atomicscan_run_finished``; returns one line per implementation that failed."""
+        hook = "atomicscan_run_finished"
+        kwargs: dict[str, object] = {"report": report, "context": context}
+        failures: list[str] = []
+
+        def each() -> None:
+            for impl in self._links(hook):
+                try:
+                    self._call_one(hook, impl, kwargs)
+                except _ImplementationFailed as failure:
+                    failures.append(failure.message)
+        _, wrapper_failures = self._wrapped(hook, each, kwargs)
+        return [*failures, *wrapper_failures]
 
     def merge_results(self, results: Sequence[ScanResult], scanner: Scanner, scan_type: str,
                       run_id: str) -> Report:

@@ -48,6 +48,8 @@ class ScanRequest:
     """Memory limit of each scanner container; ``None`` keeps the runtime default of ours."""
     ignores: IgnoreList | None = None
     """Suppressions (``--ignore-file``): matching findings are marked in every report."""
+    plugin_options: Mapping[str, str] = field(default_factory=dict)
+    """Options for plugins, by ``plugin.option`` (``--db URL`` is ``history.db``)."""
 
     @property
     def lists_targets(self) -> bool:

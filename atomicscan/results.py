@@ -136,6 +136,11 @@ class ScanResult:
     """Reports the scanner left (results XML, ARF, HTML), as paths in the results directory."""
     cached: bool = False
     """Reused from an earlier run: same image, scanner image, scan type and arguments."""
+    target_meta: Mapping[str, Any] = field(default_factory=dict)
+    """What identifies the target besides its ID: ``names`` (tags), and where the runtime
+    says so ``labels``, ``digests``, ``image_id`` (a container's image) and ``state``."""
+    scanner_image_id: str | None = None
+    """The ID of the scanner image that produced the result."""
 
     def replace(self, **changes: Any) -> ScanResult:
         return dataclasses.replace(self, **changes)
@@ -171,6 +176,10 @@ class ScanResult:
         if self.remediated_image is not None:
             doc["remediated_image"] = self.remediated_image
         doc["cached"] = self.cached
+        if self.target_meta:
+            doc["target_meta"] = dict(self.target_meta)
+        if self.scanner_image_id is not None:
+            doc["scanner_image_id"] = self.scanner_image_id
         return doc
 
     @classmethod
@@ -198,6 +207,8 @@ class ScanResult:
             counts=doc.get("counts"),
             files=dict(doc.get("files") or {}),
             cached=bool(doc.get("cached", False)),
+            target_meta=dict(doc.get("target_meta") or {}),
+            scanner_image_id=doc.get("scanner_image_id"),
         )
 
 
@@ -215,6 +226,15 @@ class Report:
     extra: Mapping[str, Any] = field(default_factory=dict)
     write_error: str | None = None
     """Why ``report.json`` could not be written (a full disk); the report itself is whole."""
+    host: Mapping[str, str] = field(default_factory=dict)
+    """The host that scanned: ``hostname`` and ``machine_id``."""
+    scanner_args: Mapping[str, str] = field(default_factory=dict)
+    """``--scanner-args`` as given."""
+    version: str = ""
+    """The atomicscan version that scanned."""
+    finish_errors: tuple[str, ...] = ()
+    """What went wrong after the report was written (``atomicscan_run_finished``): the run
+    was not recorded, for one. The results themselves are whole."""
 
     @property
     def successful(self) -> bool:
@@ -241,5 +261,40 @@ class Report:
             },
             "results": [result.to_json() for result in self.results],
         }
+        if self.host:
+            doc["host"] = dict(self.host)
+        if self.version:
+            doc["atomicscan_version"] = self.version
+        if self.scanner_args:
+            doc["scanner_args"] = dict(self.scanner_args)
         doc.update(self.extra)
         return doc
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> Report:
+        """The inverse of :meth:`to_json` (``history import`` reads written reports).
+
+        Raises ``KeyError``, ``TypeError`` or ``ValueError`` on a document of another shape.
+        """
+        known = {"run_id", "scanner", "scan_type", "started_at", "finished_at", "results_dir",
+                 "successful", "summary", "results", "host", "atomicscan_version",
+                 "scanner_args"}
+        results = doc["results"]
+        if not isinstance(results, list) or not all(isinstance(r, Mapping) for r in results):
+            raise TypeError("results is not a list of objects")
+        results_dir = doc.get("results_dir")
+        host = doc.get("host") or {}
+        args = doc.get("scanner_args") or {}
+        if not isinstance(host, Mapping) or not isinstance(args, Mapping):
+            raise TypeError("host and scanner_args must be objects")
+        return cls(
+            run_id=str(doc["run_id"]), scanner=str(doc["scanner"]),
+            scan_type=str(doc["scan_type"]), started_at=str(doc["started_at"]),
+            finished_at=str(doc["finished_at"]),
+            results_dir=Path(results_dir) if isinstance(results_dir, str) else None,
+            results=tuple(ScanResult.from_json(r) for r in results),
+            extra={k: v for k, v in doc.items() if k not in known},
+            host={str(k): str(v) for k, v in host.items()},
+            scanner_args={str(k): str(v) for k, v in args.items()},
+            version=str(doc.get("atomicscan_version") or ""),
+        )

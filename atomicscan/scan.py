@@ -8,6 +8,7 @@ callers import (``ScanRun``, ``ScanRequest``, ...).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import stat
@@ -29,6 +30,7 @@ from atomicscan.batch import (
 from atomicscan.builtin.definitions import builtin_scanners_dir
 from atomicscan.collect import MAX_ERROR_CHARS, failed_result, result_from_output
 from atomicscan.collect import findings_of as _findings
+from atomicscan.context import RunContext
 from atomicscan.errors import AtomicscanError, UnknownScannerError, UsageError
 from atomicscan.host import Host, RealHost
 from atomicscan.plan import DEFAULT_BATCH_SIZE, Plan, make_plan, scanner_image_ids
@@ -137,8 +139,9 @@ class ScanRun:
                                                    remediate=self.request.remediate,
                                                    progress=self.progress))
         results = collect.in_target_order(results, resolution.targets)
+        results = collect.with_scanner_images(results, scanner_ids)
         report = collect.merge(self.plugins, results, self.scanner, self.scan_type,
-                               self.run_id, results_dir)
+                               self.run_id, results_dir, self.request.scanner_args)
         if self.request.ignores is not None:
             # After the cache kept what the scanner said: a suppression removed from the
             # file stops applying to cached results too.
@@ -147,7 +150,7 @@ class ScanRun:
         if report.write_error is None:
             # The report is still returned (and printed) when its file is missing.
             self.prune(root, results_dir)
-        return report
+        return self.finish(report)
 
     # -- the steps ------------------------------------------------------------------------
 
@@ -182,6 +185,13 @@ class ScanRun:
             return run_batches(plan.batches, runner.scan,
                                jobs=self.request.jobs or default_jobs(), cancel=self.cancel,
                                on_result=self.on_result)
+
+    def finish(self, report: Report) -> Report:
+        """The plugins' ``atomicscan_run_finished`` (the history records the run here);
+        what failed is kept in the report for the caller to say."""
+        context = RunContext(options=self.request.plugin_options, progress=self.progress)
+        failures = self.plugins.run_finished(report, context)
+        return dataclasses.replace(report, finish_errors=tuple(failures)) if failures else report
 
     def prune(self, root: Path, results_dir: Path) -> None:
         keep = self.request.keep if self.request.keep is not None else DEFAULT_KEEP

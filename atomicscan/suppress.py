@@ -115,24 +115,69 @@ def _inside(path: str) -> str:
     return posixpath.normpath("/" + path.lstrip("/"))
 
 
-def _glob(pattern: str) -> re.Pattern[str] | None:
-    """``*`` and ``?`` within one path component, ``**`` across any; None without wildcards."""
+# Glob tokens: one character, "?", "*" (within a component), "**/" (zero or more whole
+# components), "**" (anything).
+_ANY, _STAR, _DEEP_DIR, _DEEP = "\x00?", "\x00*", "\x00**/", "\x00**"
+
+
+class _Glob:
+    """``*`` and ``?`` within one path component, ``**`` across any. Matched by stepping a set
+    of pattern positions through the path once (time linear in the path for a given
+    pattern): a backtracking regex of ``/**/**/**/x`` takes minutes on a path a scanner
+    chose, and the path comes from the image."""
+
+    def __init__(self, pattern: str) -> None:
+        tokens: list[str] = []
+        index = 0
+        while index < len(pattern):
+            if pattern.startswith("**/", index):
+                token, index = _DEEP_DIR, index + 3
+            elif pattern.startswith("**", index):
+                token, index = _DEEP, index + 2
+            else:
+                char = pattern[index]
+                token = _STAR if char == "*" else _ANY if char == "?" else char
+                index += 1
+            if not (tokens and token in (_STAR, _DEEP, _DEEP_DIR) and tokens[-1] == token):
+                tokens.append(token)  # "**/**/" is "**/": no duplicate states
+        self.tokens = tuple(tokens)
+
+    def _closure(self, states: set[int]) -> set[int]:
+        """``states`` and every position reachable without reading a character."""
+        out, todo = set(states), list(states)
+        while todo:
+            position = todo.pop()
+            if (position < len(self.tokens) and self.tokens[position] in (_STAR, _DEEP, _DEEP_DIR)
+                    and position + 1 not in out):
+                out.add(position + 1)
+                todo.append(position + 1)
+        return out
+
+    def fullmatch(self, text: str) -> bool:
+        tokens, end = self.tokens, len(self.tokens)
+        states = self._closure({0})
+        for char in text:
+            following: set[int] = set()
+            for position in states:
+                if position == end:
+                    continue
+                token = tokens[position]
+                if token in (_DEEP, _DEEP_DIR) or (token == _STAR and char != "/"):
+                    following.add(position)
+                if (token == char or (token == _ANY and char != "/")
+                        or (token == _DEEP_DIR and char == "/")):
+                    following.add(position + 1)
+            if not following:
+                return False
+            states = self._closure(following)
+        return end in states
+
+
+def _glob(pattern: str) -> _Glob | None:
+    """The path pattern as a :class:`_Glob`; None without wildcards (compared as a path)."""
     if not any(char in pattern for char in "*?"):
         return None
-    parts: list[str] = []
-    index = 0
-    while index < len(pattern):
-        if pattern.startswith("**/", index):
-            parts.append("(?:.*/)?")
-            index += 3
-        elif pattern.startswith("**", index):
-            parts.append(".*")
-            index += 2
-        else:
-            char = pattern[index]
-            parts.append("[^/]*" if char == "*" else "[^/]" if char == "?" else re.escape(char))
-            index += 1
-    return re.compile("".join(parts), re.DOTALL)
+    return _Glob(pattern)
 
 
 @dataclass(frozen=True)
@@ -147,7 +192,7 @@ class IgnoreEntry:
     path: str | None = None
     expires: date | None = None
     _purl: Purl | None = field(default=None, repr=False, compare=False)
-    _path_glob: re.Pattern[str] | None = field(default=None, repr=False, compare=False)
+    _path_glob: _Glob | None = field(default=None, repr=False, compare=False)
 
     def is_expired(self, today: date) -> bool:
         """Expired the day after ``expires``: the date is the last day it suppresses."""
@@ -201,7 +246,7 @@ class IgnoreEntry:
             return False
         if self._path_glob is None:
             return _inside(path) == self.path
-        return self._path_glob.fullmatch(_inside(path)) is not None
+        return self._path_glob.fullmatch(_inside(path))
 
 
 @dataclass(frozen=True)

@@ -57,4 +57,34 @@ def normalize(inspect: Mapping[str, Any], names: Sequence[str]) -> dict[str, Any
         "volumes": _keys(config.get("Volumes")),
         "working_dir": str(config.get("WorkingDir") or ""),
         "names": list(names),
+        # What a history of scans needs to tell targets apart over time.
+        "image_id": _image_id(inspect.get("Image")),
+        "digests": sorted(str(d) for d in inspect.get("RepoDigests") or ()
+                          if isinstance(d, str))[:100],
+        "state": _state(inspect.get("State")),
     }
+
+
+def _image_id(value: Any) -> str | None:
+    """A container's image, by ID (docker prefixes ``sha256:``)."""
+    return value.removeprefix("sha256:") or None if isinstance(value, str) else None
+
+
+def _state(value: Any) -> str | None:
+    """A container's state (``running``, ``exited``...); podman and docker both say Status."""
+    status = _mapping(value).get("Status")
+    return str(status) if status else None
+
+
+#: The keys of a target's configuration kept in its result's ``target_meta``.
+META_KEYS = ("labels", "image_id", "digests", "state")
+
+
+def target_meta(names: Sequence[str], config: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A target's identity for reports and the history: its names (tags), and from its
+    configuration its labels, digests, image ID (a container's) and state."""
+    meta: dict[str, Any] = {"names": list(names)}
+    for key in META_KEYS:
+        if config is not None and config.get(key) not in (None, [], {}):
+            meta[key] = config[key]
+    return meta

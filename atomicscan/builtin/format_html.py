@@ -42,6 +42,8 @@ MAX_DETAIL = 400
 
 # C0/C1 controls (but tab, newline, carriage return) are not allowed in HTML text.
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+# Lone surrogates that surrogateescape did not make from an undecodable file name byte.
+_NO_BYTES = re.compile("[\ud800-\udc7f\udd00-\udfff]")
 
 _CHART_WIDTH, _CHART_ROW, _BAR_X, _BAR_W = 260, 18, 70, 150
 
@@ -156,7 +158,8 @@ def _os_name(os_release: Mapping[str, Any] | None) -> str | None:
 def _file_link(name: str, path: str) -> FileLink:
     # Absolute file:// URL: the page may be written anywhere, the reports stay put.
     # as_uri() percent-encodes the path, so a hostile name can't become another scheme.
-    absolute = Path(path).absolute()
+    # A lone surrogate (from "\ud800" in JSON) has no bytes: shown as U+FFFD, never raised.
+    absolute = Path(_NO_BYTES.sub("\ufffd", path)).absolute()
     return FileLink(label=name, path=str(absolute), href=absolute.as_uri(),
                     is_html=absolute.suffix.lower() in {".html", ".htm"})
 

@@ -56,9 +56,11 @@ def distro_qualifier(os_release: Mapping[str, Any] | None) -> str | None:
 
 def _valid(purl: PackageURL) -> PackageURL | None:
     # The constructor accepts what the parser rejects (a type with a space): round-trip it.
+    # A blank name or type becomes None inside the library, and to_string() then raises
+    # TypeError joining it: that package just has no purl.
     try:
         return PackageURL.from_string(purl.to_string())
-    except ValueError:
+    except (ValueError, TypeError):
         return None
 
 
@@ -79,7 +81,7 @@ def package_purl(package: Package, os_release: Mapping[str, Any] | None) -> Pack
                                      name=clean(package.name),
                                      version=clean(package.version) or None,
                                      qualifiers=qualifiers))
-        except ValueError:
+        except (ValueError, TypeError):
             purl = None
     if purl is None:
         return None

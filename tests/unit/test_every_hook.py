@@ -12,12 +12,14 @@ from typing import Any
 import pytest
 
 from atomicscan import (
+    AtomicscanError,
     Completed,
     Finding,
     FormatRegistry,
     OutputFormat,
     Package,
     Report,
+    RunContext,
     Runtime,
     RuntimeRegistry,
     Scanner,
@@ -168,6 +170,29 @@ def test_atomicscan_describe_result_adds_a_phrase_to_the_summary() -> None:
     described = plugins.describe_result(_result(packages=(packages,), custom={"layers": 1}))
     assert described == ["1 packages (1 apk)", "1 layers"]  # the built-in phrase first
     assert plugins.errors == []
+
+
+def test_atomicscan_run_finished_sees_the_report_and_its_failure_is_one_line() -> None:
+    seen: list[tuple[str, str]] = []
+
+    class Records:
+        @hookimpl
+        def atomicscan_run_finished(self, report: Report, context: RunContext) -> None:
+            seen.append((report.run_id, context.options.get("history.db", "")))
+
+    class Fails:
+        @hookimpl
+        def atomicscan_run_finished(self, report: Report) -> None:
+            raise AtomicscanError(f"not sent; send it later: send {report.run_id}")
+
+    plugins = Plugins.load([Records(), Fails()], entry_points=False,
+                           block=["atomicscan.builtin.history"])
+    report = Report(run_id="r-9", scanner="extra", scan_type="s", started_at="s",
+                    finished_at="f", results_dir=None, results=(_result(),))
+    failures = plugins.run_finished(report, RunContext(options={"history.db": "sqlite://"}))
+    assert seen == [("r-9", "sqlite://")]
+    (line,) = failures
+    assert line.endswith("failed in atomicscan_run_finished: not sent; send it later: send r-9")
 
 
 def test_atomicscan_add_formats_registers_a_format() -> None:

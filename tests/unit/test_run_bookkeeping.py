@@ -239,7 +239,8 @@ def _rich_result(raw_dir: Path | None) -> ScanResult:
         os={"id": "debian"}, packages=(Package("zlib", "1.3", "amd64", "deb", "pkg:deb/zlib",
                                                "zlib-src"),),
         notes=("a note",), custom={"k": [1, 2]}, raw_dir=raw_dir, counts={"fail": 1},
-        files={"report": "x.html"})
+        files={"report": "x.html"}, scanner_image_id="s" * 64,
+        target_meta={"names": ["localhost/app:1"], "labels": {"a": "b"}, "digests": ["d"]})
 
 
 def test_the_cache_gives_back_what_it_was_given(tmp_path: Path) -> None:
@@ -253,7 +254,9 @@ def test_the_cache_gives_back_what_it_was_given(tmp_path: Path) -> None:
     moved = Target(ref="app:1", id="a" * 64, type="image", runtime="podman", key="k")
     loaded = cache.load(tmp_path / "cache", key, moved)
 
-    assert loaded == result.replace(target="app:1", cached=True)
+    # Same content, today's name: the names in its identity are the ones it has now.
+    assert loaded == result.replace(target="app:1", cached=True,
+                                    target_meta={**result.target_meta, "names": []})
     assert loaded is not None and loaded.to_json()["cached"] is True
     assert list((tmp_path / "cache").glob(".*.tmp")) == []
 
@@ -296,3 +299,24 @@ def test_the_failed_count_is_one_fact_of_the_report() -> None:
                     finished_at="b", results_dir=None, results=results)
     assert report.failed == 1 and not report.successful
     assert report.to_json()["summary"] == {"targets": 2, "failed": 1, "findings": 2}
+
+
+def test_a_written_report_reads_back_whole(tmp_path: Path) -> None:
+    from atomicscan.results import Report
+
+    report = Report(run_id="r1", scanner="fake", scan_type="check", started_at="s",
+                    finished_at="f", results_dir=tmp_path, results=(_rich_result(None),),
+                    extra={"merged_by": "x"}, host={"hostname": "h", "machine_id": "m" * 32},
+                    scanner_args={"a": "1"}, version="0.1.0")
+    again = Report.from_json(json.loads(json.dumps(report.to_json())))
+    assert again == report
+
+
+@pytest.mark.parametrize("doc", [{}, {"results": {}}, {"run_id": "r", "scanner": "s",
+                                                        "scan_type": "t", "started_at": "a",
+                                                        "finished_at": "b", "results": [1]}])
+def test_a_report_of_another_shape_is_refused(doc: dict[str, object]) -> None:
+    from atomicscan.results import Report
+
+    with pytest.raises((KeyError, TypeError, ValueError)):
+        Report.from_json(doc)
