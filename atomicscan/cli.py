@@ -7,6 +7,7 @@ import errno
 import json
 import logging
 import math
+import os
 import re
 import signal
 import sys
@@ -15,7 +16,7 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
-from typing import Any, NoReturn
+from typing import Any, ClassVar, NoReturn
 
 import click
 from rich.text import Text
@@ -29,7 +30,8 @@ from atomicscan.safetext import console, printable, setup_logging
 EXIT_CODES_HELP = """\b
 Exit codes:
   0    every scan succeeded
-  1    a scan failed, or a runtime error stopped the run
+  1    a scan failed, a document or the history record could not be written, or a
+       runtime error stopped the run
   2    usage error: a wrong flag, an unknown scanner, a target not found
   3    the policy gate tripped: a finding at or above --fail-on that is not suppressed
        (a failed scan wins: it exits 1)
@@ -51,6 +53,7 @@ Other commands:
   atomicscan doctor     check podman, the scanner images and this host
   atomicscan cleanup    remove what killed runs left behind (mounts, containers)
   atomicscan plugins    list loaded plugins, their versions and hooks
+  atomicscan history    what earlier runs found: packages, findings, diffs over time
 
 {EXIT_CODES_HELP}"""
 
@@ -105,12 +108,32 @@ class _OutputOption(click.Option):
 
 
 class _DefaultToScan(click.Group):
-    """``atomicscan [OPTIONS] TARGET...`` means ``atomicscan scan ...``, like atomic scan."""
+    """``atomicscan [OPTIONS] TARGET...`` means ``atomicscan scan ...``, like atomic scan.
+
+    Command groups with heavy imports (the history's database libraries) are imported only
+    when they are run, so ``atomicscan --version`` and scans don't pay for them.
+    """
+
+    lazy: ClassVar[dict[str, tuple[str, str]]] = {"history": ("atomicscan.cli_history", "history")}
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        if args[:1] != ["--version"] and (not args or args[0] not in self.commands):
+        if args[:1] != ["--version"] and (
+                not args or (args[0] not in self.commands and args[0] not in self.lazy)):
             args = ["scan", *args]
         return super().parse_args(ctx, args)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.lazy and cmd_name not in self.commands:
+            import importlib
+
+            module, name = self.lazy[cmd_name]
+            command = getattr(importlib.import_module(module), name)
+            if isinstance(command, click.Command):
+                self.add_command(command, cmd_name)
+        return super().get_command(ctx, cmd_name)
 
 
 @click.group(cls=_DefaultToScan, context_settings={"help_option_names": ["-h", "--help"]})
@@ -305,12 +328,12 @@ def _list(plugins: Any, as_json: bool) -> None:
 
 
 def _output_requests(plugins: Any, outputs: Sequence[str], as_json: bool) -> list[Any]:
-    from atomicscan.outputs import OutputRequest, check_requests
+    from atomicscan.outputs import OutputRequest, check_requests, is_stdout
 
     wanted = [OutputRequest.parse(spec) for spec in outputs]
     if as_json:
         wanted.append(OutputRequest("json"))
-    if not any(w.path is None for w in wanted):
+    if not any(w.path is None or is_stdout(w.path) for w in wanted):
         wanted.append(OutputRequest("table"))  # a person at the terminal sees the results
     check_requests(wanted, plugins.formats)
     return wanted
@@ -354,9 +377,16 @@ def _write_outputs(plugins: Any, report: Any, wanted: Sequence[Any],
         if written.stdout is not None and written.format == "table":
             print_report(console(), report, plugins.describe_result, severities=shown)
         elif written.stdout is not None:
-            sys.stdout.flush()
-            sys.stdout.buffer.write(written.stdout)
-            sys.stdout.buffer.flush()
+            try:
+                sys.stdout.flush()
+                sys.stdout.buffer.write(written.stdout)
+                sys.stdout.buffer.flush()
+            except BrokenPipeError:
+                # The reader is gone (`| head`): say so once, and write nothing more there.
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                failed = True
+                stderr.print(f"atomicscan: error: -o {written.format}: stdout was closed "
+                             "before the document was written", soft_wrap=True)
         for path in written.files:
             stderr.print(printable(f"atomicscan: wrote {written.format} to {path}"),
                          soft_wrap=True)
@@ -507,7 +537,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             traceback.print_exc()
         _fail(exc.message, exc.exit_code)
     except OSError as exc:
-        if debug or exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+        if debug or exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EPIPE):
             raise
         # A full or read-only disk is the host's state, not a bug: one line, no traceback.
         _fail(f"cannot write {exc.filename or 'results'}: {exc.strerror}", ExitCode.SCAN_FAILED)

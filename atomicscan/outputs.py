@@ -167,12 +167,19 @@ def _replace(path: Path, data: bytes, mode: int | None) -> None:
         raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
+def is_stdout(path: Path) -> bool:
+    """Whether ``path`` names this process's stdout (``/dev/stdout``, ``/proc/self/fd/1``)."""
+    return _own_fd(path) == 1
+
+
 def _own_fd(path: Path) -> int | None:
     """The descriptor ``path`` names when it leads to this process's own (``/dev/stdout``,
     ``/dev/fd/3``, ``/proc/self/fd/1``): written as the shell opened it, never reopened or
     replaced (a rename over /dev/stdout would leave a file there for every process)."""
-    current = posixpath.normpath(posixpath.join(Path.cwd(), path)) if not path.is_absolute() \
-        else posixpath.normpath(path)
+    try:
+        current = posixpath.normpath(path.absolute())
+    except OSError:  # the working directory is gone: not a descriptor's name either
+        return None
     for _ in range(_MAX_HOPS):
         found = _FD_PATH.fullmatch(current)
         if found is not None and found.group("pid") in ("self", "thread-self", str(os.getpid()),
@@ -303,6 +310,8 @@ class OutputWriter:
         errors: list[str] = []
         if len(results) > 1 and request.path is None and report.results_dir is None:
             raise FormatError("no results directory to write into")
+        if len(results) > 1 and request.path is not None:
+            make_folder(request.path)  # once: a PATH that can't be a folder is one line
         for result in results:
             try:
                 destination = self._destination(report, request, found, result)
@@ -321,7 +330,6 @@ class OutputWriter:
         if len(report.results) == 1 and request.path is not None:
             return request.path
         if request.path is not None:
-            make_folder(request.path)
             return request.path / (safe_file_name(result) + found.extension)
         if report.results_dir is None:
             raise FormatError("no results directory to write into")

@@ -143,34 +143,43 @@ class _Glob:
         self.tokens = tuple(tokens)
 
     def _closure(self, states: set[int]) -> set[int]:
-        """``states`` and every position reachable without reading a character."""
+        """``states`` and every state reachable without reading a character. State ``p`` is
+        "at token p"; state ``-p - 1`` is "inside the ``**/`` at p", which leaves only
+        through a ``/``."""
         out, todo = set(states), list(states)
         while todo:
             position = todo.pop()
-            if (position < len(self.tokens) and self.tokens[position] in (_STAR, _DEEP, _DEEP_DIR)
-                    and position + 1 not in out):
-                out.add(position + 1)
-                todo.append(position + 1)
+            if position < 0 or position == len(self.tokens):
+                continue
+            token = self.tokens[position]
+            reached = ([position + 1, -position - 1] if token == _DEEP_DIR
+                       else [position + 1] if token in (_STAR, _DEEP) else [])
+            for state in reached:
+                if state not in out:
+                    out.add(state)
+                    todo.append(state)
         return out
 
+    def _step(self, state: int, char: str) -> tuple[int, ...]:
+        if state < 0:  # inside "**/": anything, and a "/" may end it
+            return (state, -state) if char == "/" else (state,)
+        if state == len(self.tokens):
+            return ()
+        token = self.tokens[state]
+        if token == _DEEP or (token == _STAR and char != "/"):
+            return (state,)
+        if token == char or (token == _ANY and char != "/"):
+            return (state + 1,)
+        return ()
+
     def fullmatch(self, text: str) -> bool:
-        tokens, end = self.tokens, len(self.tokens)
         states = self._closure({0})
         for char in text:
-            following: set[int] = set()
-            for position in states:
-                if position == end:
-                    continue
-                token = tokens[position]
-                if token in (_DEEP, _DEEP_DIR) or (token == _STAR and char != "/"):
-                    following.add(position)
-                if (token == char or (token == _ANY and char != "/")
-                        or (token == _DEEP_DIR and char == "/")):
-                    following.add(position + 1)
+            following = {after for state in states for after in self._step(state, char)}
             if not following:
                 return False
             states = self._closure(following)
-        return end in states
+        return len(self.tokens) in states
 
 
 def _glob(pattern: str) -> _Glob | None:

@@ -242,3 +242,9 @@ def test_a_missing_template_is_a_format_error(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setattr(format_html, "TEMPLATE", "no-such-template.html.j2")
     with pytest.raises(FormatError, match="html: the page could not be written"):
         write_html(_report(_result()))
+
+
+def test_a_report_file_name_without_bytes_is_shown_not_raised() -> None:
+    page = write_html(_report(_result(files={"\ud800": "/results/\ud800.html"})))
+
+    assert b"file:///results/%EF%BF%BD.html" in page

@@ -340,3 +340,15 @@ def test_an_empty_package_list_is_an_sbom_of_the_image_and_its_os(tmp_path: Path
     assert [c["type"] for c in cyclonedx(result)["components"]] == ["operating-system"]
     document = spdx(result, tmp_path)
     assert _spdx_purls(document) == [] and len(document["packages"]) == 2
+
+
+@pytest.mark.parametrize("blank", [" ", "\t", ""])
+def test_a_package_with_a_blank_name_or_type_is_listed_without_a_purl(
+    blank: str, tmp_path: Path
+) -> None:
+    hostile = Package(name=blank, version=blank, architecture=blank, type=blank, purl=blank)
+    result = _result(packages=[*DEB_PACKAGES, hostile])
+
+    document = cyclonedx(result)
+    assert len(document["components"]) == len(DEB_PACKAGES) + 2  # the OS, the blank one
+    assert len(_spdx_purls(spdx(result, tmp_path))) == len(DEB_PACKAGES)

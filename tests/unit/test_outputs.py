@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 
 from atomicscan import FormatError, FormatRegistry, OutputFormat, Report, ScanResult, UsageError
 from atomicscan.outputs import (
+    OutputError,
     OutputRequest,
     OutputWriter,
     check_requests,
@@ -184,3 +186,74 @@ def test_help_and_list_show_every_format(tmp_path: Path) -> None:
         assert text in helped.stdout
     listed = json.loads(_cli("--list", "--json", tmp_path=tmp_path).stdout)
     assert {"html", "json", "sarif", "table"} <= {f["name"] for f in listed["formats"]}
+
+
+def test_devices_and_fifos_are_written_into_never_replaced(tmp_path: Path) -> None:
+    null = tmp_path / "null"
+    os.mknod(null, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    write_file(null, b"x")
+    assert stat.S_ISCHR(null.lstat().st_mode)
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(OutputError, match="no process reads that FIFO"):
+        write_file(fifo, b"x")
+    assert stat.S_ISFIFO(fifo.lstat().st_mode)
+    with pytest.raises(OutputError, match="No space left"):
+        write_file(Path("/dev/full"), b"x")
+
+
+def test_own_descriptors_are_written_as_opened(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    code = ("from pathlib import Path; from atomicscan.outputs import write_file; "
+            "write_file(Path('/dev/stdout'), b'doc\\n'); write_file(Path('/dev/fd/1'), b'2\\n')")
+    with out.open("wb") as handle:
+        subprocess.run([sys.executable, "-c", code], stdout=handle, check=True)
+    assert out.read_bytes() == b"doc\n2\n"
+    assert Path("/dev/stdout").is_symlink()
+
+
+def test_links_planted_in_a_sticky_folder_are_refused(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("planting another user's link needs root")
+    shared = tmp_path / "tmp"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    victim = tmp_path / "victim"
+    victim.write_text("keep")
+    (shared / "x.sarif").symlink_to(victim)
+    (shared / "dir").symlink_to(tmp_path)
+    for link in ("x.sarif", "dir"):
+        os.lchown(shared / link, 4242, 4242)
+    for path in (shared / "x.sarif", shared / "dir" / "victim"):
+        with pytest.raises(OutputError, match="world-writable"):
+            write_file(path, b"x")
+    assert victim.read_text() == "keep"
+    os.lchown(shared / "x.sarif", 0, 0)  # the user's own link: replaced, not followed
+    write_file(shared / "x.sarif", b"new")
+    assert victim.read_text() == "keep" and (shared / "x.sarif").read_bytes() == b"new"
+
+
+def test_an_existing_file_keeps_its_permissions(tmp_path: Path) -> None:
+    private = tmp_path / "report.json"
+    private.write_text("old")
+    private.chmod(0o600)
+    write_file(private, b"new")
+    assert stat.S_IMODE(private.stat().st_mode) == 0o600
+
+
+def test_the_same_file_twice_is_refused_after_resolving(tmp_path: Path) -> None:
+    (tmp_path / "link").symlink_to(tmp_path / "a.sarif")
+    with pytest.raises(UsageError, match="both write"):
+        check_requests([OutputRequest("json", tmp_path / "a.sarif"),
+                        OutputRequest("names", tmp_path / "link")], _registry())
+    check_requests([OutputRequest("json", Path("/dev/null")),
+                    OutputRequest("names", Path("/dev/null"))], _registry())
+
+
+def test_a_per_target_path_that_is_a_file_is_one_error(tmp_path: Path) -> None:
+    existing = tmp_path / "existing"
+    existing.write_text("keep")
+    report = _report(_result("a", "1" * 64), _result("b", "2" * 64), results_dir=tmp_path)
+    (written,) = _writer().write(report, [OutputRequest("sbom-ish", existing)])
+    assert written.files == ()
+    assert len(written.errors) == 1 and "not a directory" in written.errors[0]

@@ -429,3 +429,29 @@ def test_entry_json() -> None:
                      'expires = 2026-01-01\n')
     assert loaded.entries[0].to_json() == {"id": "a", "reason": "r", "line": 1,
                                            "path": "/etc/x", "expires": "2026-01-01"}
+
+
+def _glob_text(pattern: str) -> str:
+    return f'[[ignore]]\nid = "X"\nreason = "r"\npath = "{pattern}"\n'
+
+
+@pytest.mark.parametrize(("pattern", "path", "matches"), [
+    ("/**/**/**/**/**/**/**/**/**/**/**/**/c", "/" + "a/" * 5000 + "b", False),
+    ("/**/**/**/**/**/**/**/**/**/**/**/**/b", "/" + "a/" * 5000 + "b", True),
+    ("/*a*a*a*a*a*a*a*a*a*a*/x", "/" + "a" * 5000 + "/y", False),
+    ("/**/a/**/b", "/a/" * 3000 + "c", False),
+    ("/usr/**/*.so*", "/usr/lib/x86_64/libc.so.6", True),
+    ("/usr/**/*.so*", "/usr/libc.so", True),
+    ("/etc/*", "/etc/ssh/sshd_config", False),
+])
+def test_path_globs_match_in_time_linear_in_a_hostile_path(
+    pattern: str, path: str, matches: bool
+) -> None:
+    ignores = parse_ignore_text(Path("i.toml"), _glob_text(pattern), today=TODAY)
+    (entry,) = ignores.entries
+    finding = Finding(id="X", title="t", details={"path": path})
+
+    assert entry.matches(ScanResult(target="t", target_id="i", target_type="image",
+                                    runtime=None, scanner="s", scan_type="x",
+                                    successful=True, started_at="", finished_at=""),
+                         finding) is matches
