@@ -36,10 +36,9 @@ DEFAULT_PLUGINS = (
     "atomicscan.builtin.openscap",
     "atomicscan.builtin.openscap_remediation",
     "atomicscan.builtin.format_sarif",
-    "atomicscan.builtin.format_html",
-    "atomicscan.builtin.format_cyclonedx",
-    "atomicscan.builtin.format_spdx",
+    "atomicscan.builtin.formats",
     "atomicscan.builtin.merge",
+    "atomicscan.builtin.history",
 )
 
 #: Comma-separated plugin names (entry-point names or built-in module paths) not to load.

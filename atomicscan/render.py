@@ -94,10 +94,10 @@ def findings_table(result: ScanResult, severities: Sequence[str] | None = None) 
     for column in ("severity", "id", "title", "where"):
         table.add_column(column, overflow="fold")
     for finding in shown:
-        shown = printable(finding.severity)  # a plugin's severity is not mapped onto the scale
-        severity = Text(shown, style=_SEVERITY_STYLE.get(finding.severity, ""))
+        word = printable(finding.severity)  # a plugin's severity is not mapped onto the scale
+        severity = Text(word, style=_SEVERITY_STYLE.get(finding.severity, ""))
         if finding.suppressed is not None:
-            severity = Text(f"{shown} (suppressed: {printable(finding.suppressed)})",
+            severity = Text(f"{word} (suppressed: {printable(finding.suppressed)})",
                             style="dim")
         table.add_row(severity, Text(printable(finding.id)), Text(printable(finding.title)),
                       Text(printable(finding.where)))

@@ -43,8 +43,7 @@ from atomicscan.builtin.sbom import (
     require_scanned,
     target_identity,
 )
-from atomicscan.formats import FormatError, FormatRegistry, OutputFormat
-from atomicscan.hookspecs import hookimpl
+from atomicscan.formats import FormatError
 from atomicscan.results import Finding, Package, Report, ScanResult
 from atomicscan.safetext import printable
 
@@ -62,16 +61,6 @@ _NVD = "https://nvd.nist.gov/vuln/detail/"
 #: CycloneDX 1.6 caps a version at 1024 characters; a longer one is cut and kept whole in
 #: the ``atomicscan:version`` property.
 VERSION_MAX = 1024
-
-
-@hookimpl
-def atomicscan_add_formats(registry: FormatRegistry) -> None:
-    registry.add(OutputFormat(
-        FORMAT_NAME,
-        "CycloneDX 1.6 JSON SBOM per target: packages with purls, the OS, OpenSCAP CVEs",
-        ".cdx.json",
-        write_target=write_cyclonedx,
-    ))
 
 
 def write_cyclonedx(result: ScanResult, report: Report) -> bytes:

@@ -29,8 +29,7 @@ import jinja2
 from markupsafe import Markup
 
 from atomicscan import __version__
-from atomicscan.formats import FormatError, FormatRegistry, OutputFormat
-from atomicscan.hookspecs import hookimpl
+from atomicscan.formats import FormatError
 from atomicscan.results import Finding, Package, Report, ScanResult, common_severity
 
 TEMPLATE = "report.html.j2"
@@ -270,8 +269,3 @@ def write_html(report: Report) -> bytes:
     return render_html(report).encode("utf-8", errors="replace")
 
 
-@hookimpl
-def atomicscan_add_formats(registry: FormatRegistry) -> None:
-    registry.add(OutputFormat(
-        "html", "One self-contained HTML page for the run: summary, findings, packages",
-        ".html", write_run=write_html))

@@ -25,8 +25,7 @@ from atomicscan.builtin.sbom import (
     require_scanned,
     target_identity,
 )
-from atomicscan.formats import FormatError, FormatRegistry, OutputFormat
-from atomicscan.hookspecs import hookimpl
+from atomicscan.formats import FormatError
 from atomicscan.results import Package, Report, ScanResult
 from atomicscan.safetext import printable
 
@@ -38,16 +37,6 @@ _UNSAFE_ID = re.compile(r"[^A-Za-z0-9.-]+")
 _ID_PART_MAX = 64
 
 JSON = dict[str, Any]
-
-
-@hookimpl
-def atomicscan_add_formats(registry: FormatRegistry) -> None:
-    registry.add(OutputFormat(
-        FORMAT_NAME,
-        "SPDX 2.3 JSON SBOM per target: the image, its OS and packages with purls",
-        ".spdx.json",
-        write_target=write_spdx,
-    ))
 
 
 def safe_id_part(text: str) -> str:

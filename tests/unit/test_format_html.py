@@ -16,7 +16,7 @@ import html5lib
 import pytest
 
 from atomicscan import FormatError, FormatRegistry
-from atomicscan.builtin import format_html
+from atomicscan.builtin import format_html, formats
 from atomicscan.builtin.format_html import SEVERITIES, render_html, write_html
 from atomicscan.results import Finding, Package, Report, ScanResult
 
@@ -229,7 +229,7 @@ def test_ten_thousand_findings_stay_a_reasonable_page() -> None:
 
 def test_the_plugin_adds_a_run_format() -> None:
     registry = FormatRegistry()
-    format_html.atomicscan_add_formats(registry)
+    formats.atomicscan_add_formats(registry)
     html = registry.get("html")
     assert html is not None and html.scope == "run" and html.extension == ".html"
     assert html.write_run is not None

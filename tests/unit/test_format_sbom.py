@@ -18,7 +18,7 @@ from spdx_tools.spdx.parser.parse_anything import parse_file
 from spdx_tools.spdx.validation.document_validator import validate_full_spdx_document
 
 from atomicscan import hookspecs
-from atomicscan.builtin import format_cyclonedx, format_spdx
+from atomicscan.builtin import formats
 from atomicscan.builtin.format_cyclonedx import write_cyclonedx
 from atomicscan.builtin.format_spdx import write_spdx
 from atomicscan.formats import FormatError, FormatRegistry
@@ -113,16 +113,17 @@ def _cve(cve: str = "CVE-2024-1234", package: str | None = None, **changes: Any)
 def test_both_modules_add_their_target_format_through_the_hook() -> None:
     pm = pluggy.PluginManager("atomicscan")
     pm.add_hookspecs(hookspecs)
-    pm.register(format_cyclonedx)
-    pm.register(format_spdx)
+    pm.register(formats)
     registry = FormatRegistry()
     pm.hook.atomicscan_add_formats(registry=registry)
-    assert registry.names() == ["cyclonedx-json", "spdx-json"]
+    assert registry.names() == ["cyclonedx-json", "html", "spdx-json"]
     cdx, spdx_format = registry.get("cyclonedx-json"), registry.get("spdx-json")
     assert cdx is not None and cdx.scope == "target" and cdx.extension == ".cdx.json"
     assert spdx_format is not None and spdx_format.scope == "target"
     assert spdx_format.extension == ".spdx.json"
-    assert cdx.write_target is write_cyclonedx and spdx_format.write_target is write_spdx
+    # Registered without importing the heavy library; the writer imports it when used.
+    assert cdx.write_target is formats.write_cyclonedx
+    assert spdx_format.write_target is formats.write_spdx
 
 
 # --- CycloneDX ----------------------------------------------------------------------------

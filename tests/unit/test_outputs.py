@@ -257,3 +257,17 @@ def test_a_per_target_path_that_is_a_file_is_one_error(tmp_path: Path) -> None:
     (written,) = _writer().write(report, [OutputRequest("sbom-ish", existing)])
     assert written.files == ()
     assert len(written.errors) == 1 and "not a directory" in written.errors[0]
+
+
+def test_loading_the_plugins_imports_no_heavy_format_library(tmp_path: Path) -> None:
+    # Every scan loads the plugins: cyclonedx-python-lib and Jinja2 are imported only
+    # when an SBOM or a page is written (a host scanning 50 images one by one pays 50 times).
+    code = ("import sys; from atomicscan.plugins import Plugins; p = Plugins.load(); "
+            "assert p.formats.get('cyclonedx-json') and p.formats.get('html'); "
+            "print(sorted(m for m in ('cyclonedx', 'jinja2', 'packageurl', 'sqlalchemy') "
+            "if m in sys.modules))")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={"ATOMICSCAN_CONFIG_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"},
+                         check=False, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "[]"
