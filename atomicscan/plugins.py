@@ -110,6 +110,10 @@ class _Manager(pluggy.PluginManager):
                 return
 
 
+#: Hooks whose failures the caller reports itself; they are only logged at debug level.
+_SAID_BY_CALLER = frozenset({"atomicscan_run_finished"})
+
+
 class Plugins:
     """A wrapped :class:`pluggy.PluginManager`; the rest of atomicscan only calls these methods."""
 
@@ -157,7 +161,8 @@ class Plugins:
     def _failed(self, impl: pluggy.HookImpl, hook: str, problem: str,
                 exc: BaseException | None = None) -> _ImplementationFailed:
         message = f"plugin {impl.plugin_name} failed in {hook}: {problem}"
-        log.warning("%s", message)
+        # A finished run's failures are the caller's to print (as errors, exit 1).
+        log.log(logging.DEBUG if hook in _SAID_BY_CALLER else logging.WARNING, "%s", message)
         if exc is not None:
             log.debug("traceback of %s", message, exc_info=exc)
         self.errors.append(message)

@@ -1,0 +1,1 @@
+"""Alembic migrations of the history's schema, run by ``Store.open`` itself."""
