@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from atomicscan import cache, cleanup, collect, hostpaths, retention, suppress
+from atomicscan import cache, cleanup, collect, hostpaths, retention, stamps, suppress
 from atomicscan.batch import (
     DEFAULT_SCANOUT_BYTES,
     HOST_FILE_MAX_BYTES,
@@ -118,6 +118,7 @@ class ScanRun:
 
     def execute(self) -> Report:
         """The run, step by step; nothing is mounted before every check has passed."""
+        started = stamps.iso_stamp()
         self.host.require_root()
         self.check_host_files()
         self.check_remediate_trust()
@@ -141,7 +142,7 @@ class ScanRun:
         results = collect.in_target_order(results, resolution.targets)
         results = collect.with_scanner_images(results, scanner_ids)
         report = collect.merge(self.plugins, results, self.scanner, self.scan_type,
-                               self.run_id, results_dir, self.request.scanner_args)
+                               self.run_id, results_dir, self.request.scanner_args, started)
         if self.request.ignores is not None:
             # After the cache kept what the scanner said: a suppression removed from the
             # file stops applying to cached results too.

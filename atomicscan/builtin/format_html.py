@@ -241,7 +241,7 @@ def _finalize(value: Any) -> Any:
 
 
 @functools.cache
-def _environment() -> jinja2.Environment:
+def html_environment() -> jinja2.Environment:
     environment = jinja2.Environment(
         loader=jinja2.PackageLoader("atomicscan", "data"),
         autoescape=True,  # every template, whatever its name
@@ -258,7 +258,7 @@ def _environment() -> jinja2.Environment:
 def render_html(report: Report) -> str:
     """The page for ``report``: one HTML document, the same text for the same report."""
     try:
-        template = _environment().get_template(TEMPLATE)
+        template = html_environment().get_template(TEMPLATE)
         return template.render(_context(report))
     except (jinja2.TemplateError, OSError) as exc:  # OSError: the template or cwd is gone
         raise FormatError(f"html: the page could not be written: {exc}") from exc

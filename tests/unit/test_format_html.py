@@ -201,7 +201,7 @@ def test_scanner_reports_are_absolute_file_links(tmp_path: Path,
 
 def test_the_same_report_gives_the_same_bytes(tmp_path: Path) -> None:
     first = write_html(_mixed(tmp_path))
-    format_html._environment.cache_clear()
+    format_html.html_environment.cache_clear()
     assert write_html(_mixed(tmp_path)) == first
 
 

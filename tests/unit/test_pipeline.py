@@ -561,6 +561,10 @@ def test_a_whole_run_with_fakes_then_a_cached_rerun(run_env: Path) -> None:
     assert [(r.target, r.cached) for r in again.results] == [
         ("c", False), ("b", True), ("a", True)]
     assert len(podman.runs) == 4  # only the container was scanned again
+    # The rerun is dated by when it ran, not by the cached scans it reused.
+    assert again.started_at >= report.finished_at
+    assert again.host.get("hostname") and again.version
+    assert all(r.scanner_image_id == "sha256:podman-scanner" for r in again.results)
     assert ("b", True) in shapes.seen and ("a", True) in shapes.seen
 
 
