@@ -156,7 +156,8 @@ class Atomicscan:
 
     def argv(self, *args: str) -> list[str]:
         # Scans name the runtime under test; commands that span runtimes don't.
-        spans = bool(args) and (args[0] in {"cleanup", "doctor", "plugins"} or "--list" in args
+        spans = bool(args) and (args[0] in {"cleanup", "doctor", "plugins", "history"}
+                                or "--list" in args
                                 or "--runtime" in args)
         chosen = [] if spans else ["--runtime", self.runtime]
         return [sys.executable, "-m", "atomicscan", *chosen, *args]

@@ -18,6 +18,7 @@ from helpers import (
     podman_env,
     snapshot,
 )
+from postgres import fresh_database, throwaway_postgresql
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -84,3 +85,17 @@ def containers(engine: Engine) -> Iterator[list[str]]:
 @pytest.fixture
 def host_before(atomicscan: Atomicscan) -> HostSnapshot:
     return snapshot(atomicscan.state_dir)
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[str]:
+    """A throwaway PostgreSQL 15 for the session (started when first asked for, stopped by
+    PID at the end)."""
+    with throwaway_postgresql() as url:
+        yield url
+
+
+@pytest.fixture
+def pg_url(pg_server: str) -> str:
+    """An empty database of its own on the session's PostgreSQL."""
+    return fresh_database(pg_server)

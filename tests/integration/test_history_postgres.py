@@ -21,7 +21,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from helpers import DEBIAN, Atomicscan
-from postgres import fresh_database, throwaway_postgresql
+from postgres import fresh_database
 
 from atomicscan.history import schema, store
 from atomicscan.history.dburl import redacted
@@ -32,17 +32,6 @@ PASSWORD = "n0t-Shown_Ever"  # noqa: S105 -- must never appear in any output
 HOSTS = 8
 RUNS_PER_HOST = 4
 TARGETS_PER_RUN = 3
-
-
-@pytest.fixture(scope="session")
-def pg_server() -> Iterator[str]:
-    with throwaway_postgresql() as url:
-        yield url
-
-
-@pytest.fixture
-def pg_url(pg_server: str) -> str:
-    return fresh_database(pg_server)
 
 
 @pytest.fixture(scope="session")
