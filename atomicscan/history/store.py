@@ -24,7 +24,6 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
 
 from atomicscan.errors import AtomicscanError
@@ -380,7 +379,11 @@ def _insert_ignoring(connection: sa.Connection, table: sa.Table,
                      keys: Sequence[str]) -> sa.Insert:
     """``INSERT`` that leaves a row whose unique ``keys`` already exist alone."""
     if connection.dialect.name == "postgresql":
+        from sqlalchemy.dialects import postgresql  # only the dialect in use is imported
+
         return postgresql.insert(table).on_conflict_do_nothing(index_elements=keys)
+    from sqlalchemy.dialects import sqlite
+
     return sqlite.insert(table).on_conflict_do_nothing(index_elements=keys)
 
 
