@@ -13,8 +13,7 @@ from typing import Any
 import jsonschema
 import pytest
 from helpers import ALPINE, DEBIAN, Atomicscan
-
-SCHEMA = Path(__file__).resolve().parents[2].parent / "shared/schemas/sarif-schema-2.1.0.json"
+from schemas import sarif_schema
 
 #: Findings no writer should trust: markup, controls, `..`, schemes, bad lines and severities.
 HOSTILE_FINDINGS = [
@@ -55,7 +54,7 @@ def _sarif_valid(path: Path) -> dict[str, Any]:
 
     document: dict[str, Any] = json.loads(path.read_bytes().decode("utf-8"),
                                           parse_constant=no_constant)
-    validator = jsonschema.Draft4Validator(json.loads(SCHEMA.read_text(encoding="utf-8")))
+    validator = jsonschema.Draft4Validator(sarif_schema())
     errors = [f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(document)]
     assert not errors, errors[:5]
     return document

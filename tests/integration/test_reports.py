@@ -13,8 +13,7 @@ from typing import Any
 import jsonschema
 import pytest
 from helpers import ALPINE, DEBIAN, LINT_BAD, LINT_CLEAN, Atomicscan
-
-SCHEMA = Path(__file__).resolve().parents[3] / "shared" / "schemas" / "sarif-schema-2.1.0.json"
+from schemas import sarif_schema
 
 
 @pytest.fixture
@@ -24,7 +23,7 @@ def scan(tmp_path: Path) -> Atomicscan:
 
 def _valid_sarif(path: Path) -> dict[str, Any]:
     document: dict[str, Any] = json.loads(path.read_text())
-    jsonschema.validate(document, json.loads(SCHEMA.read_text()),
+    jsonschema.validate(document, sarif_schema(),
                         cls=jsonschema.Draft4Validator)
     return document
 

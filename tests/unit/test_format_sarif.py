@@ -14,6 +14,7 @@ from typing import Any
 
 import jsonschema
 import pytest
+from schemas import sarif_schema
 
 from atomicscan.builtin import format_sarif
 from atomicscan.builtin.format_sarif import sarif_log, write_sarif
@@ -23,7 +24,6 @@ from atomicscan.plugins import DEFAULT_PLUGINS, Plugins
 from atomicscan.results import Finding, Report, ScanResult
 
 ROOT = Path(__file__).resolve().parents[2]
-SCHEMA = ROOT.parent / "shared" / "schemas" / "sarif-schema-2.1.0.json"
 FIXTURES = Path(__file__).resolve().parent / "openscap_fixtures"
 IMAGE_ID = "ab" * 32
 
@@ -43,7 +43,7 @@ configlint = _load("configlint_for_sarif", ROOT / "scanners/configlint/configlin
 
 @functools.cache
 def _validator() -> jsonschema.Draft4Validator:
-    schema = json.loads(SCHEMA.read_text(encoding="utf-8"))
+    schema = sarif_schema()
     jsonschema.Draft4Validator.check_schema(schema)
     return jsonschema.Draft4Validator(schema,
                                       format_checker=jsonschema.Draft4Validator.FORMAT_CHECKER)
