@@ -203,13 +203,12 @@ def host_identity() -> dict[str, str]:
 def merge(plugins: Plugins, results: Sequence[ScanResult], scanner: Scanner, scan_type: str,
           run_id: str, results_dir: Path, scanner_args: Mapping[str, str],
           started_at: str) -> Report:
-    """The report, from the first ``atomicscan_merge_results`` that gives one, with what
-    the run knows of itself: when it ran (a cached result keeps the time of the scan that
-    made it, the run does not), the host, the version and the scanner arguments."""
-    report = plugins.merge_results(list(results), scanner, scan_type, run_id)
+    """The report, from the first ``atomicscan_merge_results`` that gives one (told when
+    the run started), with what the run knows of itself: the host, the version and the
+    scanner arguments."""
+    report = plugins.merge_results(list(results), scanner, scan_type, run_id, started_at)
     return dataclasses.replace(report, results_dir=results_dir, host=host_identity(),
-                               version=__version__, scanner_args=dict(scanner_args),
-                               started_at=started_at, finished_at=stamps.iso_stamp())
+                               version=__version__, scanner_args=dict(scanner_args))
 
 
 def write_report(report: Report, results_root: Path, results_dir: Path) -> Report:

@@ -101,9 +101,13 @@ def atomicscan_describe_result(result: ScanResult) -> str | None:
 
 @hookspec(firstresult=True)
 def atomicscan_merge_results(
-    results: Sequence[ScanResult], scanner: Scanner, scan_type: str, run_id: str
+    results: Sequence[ScanResult], scanner: Scanner, scan_type: str, run_id: str,
+    started_at: str,
 ) -> Report | None:
     """Merge the results of one run into the report that is printed and written.
+
+    ``started_at`` is when the run started (ISO 8601, UTC): a cached result keeps the time
+    of the scan that produced it, so the results' times don't date the run.
 
     The first non-``None`` result wins; an implementation that raises is skipped and the
     next one is asked. The built-in merge is ``trylast``: implement this hook to reshape the

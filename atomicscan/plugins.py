@@ -330,11 +330,12 @@ class Plugins:
         return [*failures, *wrapper_failures]
 
     def merge_results(self, results: Sequence[ScanResult], scanner: Scanner, scan_type: str,
-                      run_id: str) -> Report:
+                      run_id: str, started_at: str = "") -> Report:
         """The first merge that returns a report; one that raises falls through to the next."""
         hook = "atomicscan_merge_results"
         kwargs: dict[str, object] = {"results": list(results), "scanner": scanner,
-                                     "scan_type": scan_type, "run_id": run_id}
+                                     "scan_type": scan_type, "run_id": run_id,
+                                     "started_at": started_at}
 
         def first() -> Report | None:
             for impl in self._links(hook):

@@ -12,17 +12,17 @@ from atomicscan.scanners import Scanner
 
 @hookimpl(trylast=True)
 def atomicscan_merge_results(
-    results: Sequence[ScanResult], scanner: Scanner, scan_type: str, run_id: str
+    results: Sequence[ScanResult], scanner: Scanner, scan_type: str, run_id: str,
+    started_at: str,
 ) -> Report | None:
-    started = min((r.started_at for r in results), default="")
-    finished = max((r.finished_at for r in results), default="")
+    # The run's own times: a cached result keeps the time of the scan that produced it.
     now = stamps.iso_stamp()
     return Report(
         run_id=run_id,
         scanner=scanner.name,
         scan_type=scan_type,
-        started_at=started or now,
-        finished_at=finished or now,
+        started_at=started_at or min((r.started_at for r in results), default=now),
+        finished_at=now,
         results_dir=None,
         results=tuple(results),
     )
