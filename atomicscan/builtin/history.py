@@ -7,15 +7,20 @@ the ``atomicscan history import`` command that records it later.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import importlib
 import math
 import os
 import shlex
+import threading
 from collections.abc import Mapping
 
 from atomicscan.context import RunContext
 from atomicscan.errors import AtomicscanError
 from atomicscan.hookspecs import hookimpl
 from atomicscan.results import Report
+from atomicscan.runtime import RuntimeRegistry
 from atomicscan.safetext import printable
 
 #: Seconds to wait for the database (connecting, or a lock another writer holds).
@@ -48,8 +53,38 @@ def _redo(report: Report, given: str | None, reason: str) -> str:
     return f"{head}; record it later with: {shlex.join(argv)}"
 
 
+_preloading: list[threading.Thread] = []
+
+
+def _import_store() -> None:
+    # A failure here is reported by the recording itself, which imports the store again.
+    with contextlib.suppress(Exception):
+        importlib.import_module("atomicscan.history.store")
+
+
+def _preload() -> None:
+    """Import the store (SQLAlchemy, the schema: a quarter of a second) in the background
+    while the scanners run, so a run's recording costs its database work only."""
+    if _preloading:
+        return
+    thread = threading.Thread(target=_import_store, name="history-preload", daemon=True)
+    _preloading.append(thread)
+    thread.start()
+    # A short command (--list, cleanup) must not end with an import half done.
+    atexit.register(thread.join, 5.0)
+
+
+# The runtimes are asked for when a run resolves its targets: the scan has begun.
+@hookimpl
+def atomicscan_add_runtimes(registry: RuntimeRegistry) -> None:
+    del registry
+    _preload()
+
+
 @hookimpl
 def atomicscan_run_finished(report: Report, context: RunContext) -> None:
+    for thread in _preloading:
+        thread.join()
     # Imported here: the database libraries are only loaded by runs that record.
     from atomicscan.history.dburl import resolve_url, scrub
     from atomicscan.history.store import HistoryError, Store
