@@ -34,8 +34,9 @@ if TYPE_CHECKING:
         OutputFormat,
     )
     from atomicscan.hookspecs import hookimpl
+    from atomicscan.isolation import isolation_flags
     from atomicscan.listing import ListingRuntime
-    from atomicscan.proc import Completed
+    from atomicscan.proc import Completed, run_bounded
     from atomicscan.results import Finding, Package, Report, ScanResult
     from atomicscan.runtime import (
         Bind,
@@ -77,6 +78,10 @@ _EXPORTS = {
     "ListingRuntime": "atomicscan.listing",
     "Candidate": "atomicscan.targets",
     "Completed": "atomicscan.proc",
+    # running a command: argv list, bounded output, a timeout (plugins that drive a CLI)
+    "run_bounded": "atomicscan.proc",
+    # the scanner lock-down as podman/docker flags, for a runtime that must translate them
+    "isolation_flags": "atomicscan.isolation",
     # errors and exit codes
     "ExitCode": "atomicscan.errors",
     "AtomicscanError": "atomicscan.errors",
@@ -127,6 +132,8 @@ __all__ = [
     "UsageError",
     "__version__",
     "hookimpl",
+    "isolation_flags",
+    "run_bounded",
 ]
 
 

@@ -148,7 +148,7 @@ def _setup_logging(verbose: bool, debug: bool) -> None:
 
 @cli.command(epilog=SCAN_EPILOG, context_settings={"max_content_width": 100})
 @click.argument("targets", nargs=-1, metavar="TARGET...")
-@click.option("--runtime", metavar="podman|docker|all", default=None,
+@click.option("--runtime", metavar="podman|docker|containerd|all", default=None,
               help="Container runtime that holds the targets and runs the scanner "
                    "[default: the runtime that holds each target; with --all, every usable "
                    "runtime].")

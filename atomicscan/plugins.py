@@ -31,6 +31,7 @@ from atomicscan.scanners import Scanner, ScannerRegistry
 DEFAULT_PLUGINS = (
     "atomicscan.builtin.podman",
     "atomicscan.builtin.docker",
+    "atomicscan.builtin.containerd",
     "atomicscan.builtin.definitions",
     "atomicscan.builtin.packages",
     "atomicscan.builtin.openscap",

@@ -34,7 +34,20 @@ def _imported_modules(path: Path) -> set[str]:
 def test_no_core_module_imports_a_builtin_runtime(path: Path) -> None:
     imported = _imported_modules(path)
     assert not {m for m in imported
-                if m.startswith(("atomicscan.builtin.podman", "atomicscan.builtin.docker"))}
+                if m.startswith(("atomicscan.builtin.podman", "atomicscan.builtin.docker",
+                                 "atomicscan.builtin.containerd"))}
+
+
+def test_the_containerd_runtime_imports_only_the_public_api() -> None:
+    # Written like a third party's plugin: `from atomicscan import ...` and its own module.
+    import atomicscan
+
+    public = {"atomicscan", *(f"atomicscan.{name}" for name in atomicscan.__all__)}
+    for name in ("containerd.py", "containerd_spec.py"):
+        imported = {m for m in _imported_modules(PACKAGE / "builtin" / name)
+                    if m.startswith("atomicscan")}
+        own = {m for m in imported if m.startswith("atomicscan.builtin.containerd_spec")}
+        assert imported - public - own == set(), name
 
 
 def test_builtin_runtimes_do_not_import_each_other() -> None:
