@@ -7,12 +7,13 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+
+from daemons import stop_stale, unmount_under
 
 #: One containerd per test session, named after the session's private dockerd.
 NAME = os.environ.get("ATOMICSCAN_TEST_DOCKERD", "atomicscan-test-docker") + "-containerd"
@@ -48,38 +49,6 @@ def ctr(*args: str, address: str, namespace: str = K8S, check: bool = True,
                           capture_output=True, text=True, check=check, timeout=timeout)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-def _stop_pid(pid: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + 30
-    while _alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    if _alive(pid):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-
-
-def _stop_stale(paths: Paths) -> None:
-    """A containerd left by a session that was killed: stop it by its pidfile."""
-    with contextlib.suppress(FileNotFoundError, ValueError):
-        _stop_pid(int(paths.pidfile.read_text().strip()))
-
-
-def _unmount_under(root: Path) -> None:
-    points = [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()
-              if line.split()[4].startswith(str(root) + "/")]
-    for point in sorted(points, key=len, reverse=True):
-        subprocess.run(["umount", "--lazy", point], check=False, capture_output=True)
-
-
 def _kill_tasks(address: str) -> None:
     """Stop every task (and its shim) of the private containerd before it goes."""
     namespaces = ctr("namespaces", "ls", "-q", address=address, check=False).stdout.split()
@@ -98,7 +67,7 @@ def private_containerd(name: str = NAME) -> Iterator[str]:
     if shutil.which("containerd") is None or shutil.which("ctr") is None:
         raise RuntimeError("containerd is missing: run scripts/setup (docker.io pulls it in)")
     paths = Paths(name)
-    _stop_stale(paths)
+    stop_stale(paths.pidfile)
     paths.run_dir.mkdir(parents=True, exist_ok=True)
     paths.root.mkdir(parents=True, exist_ok=True)
     paths.config.write_text(_config(paths))
@@ -125,8 +94,8 @@ def private_containerd(name: str = NAME) -> Iterator[str]:
             proc.wait()
         log.close()
         paths.pidfile.unlink(missing_ok=True)
-        _unmount_under(paths.root)
-        _unmount_under(paths.run_dir)
+        unmount_under(paths.root)
+        unmount_under(paths.run_dir)
 
 
 def image_config_id(image: str, address: str, namespace: str = K8S) -> str | None:

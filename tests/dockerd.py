@@ -6,11 +6,12 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+
+from daemons import stop_stale, unmount_under
 
 #: ATOMICSCAN_TEST_DOCKERD gives parallel test sessions (one per engineer) a dockerd each.
 NAME = os.environ.get("ATOMICSCAN_TEST_DOCKERD", "atomicscan-test-docker")
@@ -42,38 +43,6 @@ def _config(paths: Paths) -> dict[str, object]:
     }
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-def _stop_pid(pid: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + 30
-    while _alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    if _alive(pid):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-
-
-def _stop_stale(paths: Paths) -> None:
-    """A dockerd left by a session that was killed: stop it by its pidfile."""
-    with contextlib.suppress(FileNotFoundError, ValueError):
-        _stop_pid(int(paths.pidfile.read_text().strip()))
-
-
-def _unmount_under(root: Path) -> None:
-    points = [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()
-              if line.split()[4].startswith(str(root) + "/")]
-    for point in sorted(points, key=len, reverse=True):
-        subprocess.run(["umount", "--lazy", point], check=False, capture_output=True)
-
-
 def docker(*args: str, check: bool = True, stdin: int | None = None,
            host: str = DOCKER_HOST) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, DOCKER_HOST=host)
@@ -87,7 +56,7 @@ def private_dockerd(name: str = NAME) -> Iterator[str]:
     if shutil.which("dockerd") is None:
         raise RuntimeError("dockerd is missing: run scripts/setup (it installs docker.io)")
     paths = Paths(name)
-    _stop_stale(paths)
+    stop_stale(paths.pidfile)
     paths.run_dir.mkdir(parents=True, exist_ok=True)
     paths.data_root.mkdir(parents=True, exist_ok=True)
     config = paths.run_dir / "daemon.json"
@@ -112,8 +81,8 @@ def private_dockerd(name: str = NAME) -> Iterator[str]:
             proc.kill()
             proc.wait()
         log.close()
-        _unmount_under(paths.data_root)
-        _unmount_under(paths.run_dir)
+        unmount_under(paths.data_root)
+        unmount_under(paths.run_dir)
 
 
 def load_from_podman(image: str, podman_env: dict[str, str], host: str = DOCKER_HOST) -> None:

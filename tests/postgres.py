@@ -14,12 +14,12 @@ import signal
 import socket
 import subprocess
 import tempfile
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
+from daemons import wait_gone
 
 PG_ROOT = Path("/usr/lib/postgresql")
 
@@ -46,27 +46,14 @@ def _as_postgres(*argv: str | Path) -> None:
         raise RuntimeError(f"{argv[0]} failed ({done.returncode}): {done.stderr.strip()}")
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 def _stop(bin_dir: Path, data: Path, pid: int) -> None:
     with contextlib.suppress(RuntimeError, subprocess.TimeoutExpired):
         _as_postgres(bin_dir / "pg_ctl", "-D", data, "-m", "immediate", "-w", "stop")
-    deadline = time.monotonic() + 30
-    while _alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    if _alive(pid):  # pg_ctl could not stop it: SIGQUIT is PostgreSQL's immediate shutdown
+    if not wait_gone(pid, step=0.05):
+        # pg_ctl could not stop it: SIGQUIT is PostgreSQL's immediate shutdown
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGQUIT)
-        deadline = time.monotonic() + 30
-        while _alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.05)
-    if _alive(pid):
+    if not wait_gone(pid, step=0.05):
         raise RuntimeError(f"postmaster {pid} is still running after pg_ctl -m immediate stop")
 
 
