@@ -87,6 +87,7 @@ from benchlib import (  # noqa: E402
     _on_sigterm,
     cpu_model,
     first_line,
+    log,
     memory_total,
     render_table,
     rotated,
@@ -132,10 +133,6 @@ STEMS = ("acl", "attr", "audit", "blkid", "bz2", "cap", "crypt", "curl", "db", "
          "gmp", "gnutls", "idn", "lz4", "lzma", "mount", "ncurses", "nettle", "pam", "pcre",
          "seccomp", "selinux", "sqlite", "systemd", "tasn", "tinfo", "udev", "uuid", "xml",
          "xxhash", "zstd")
-
-
-def log(message: str) -> None:
-    print(f"bench: {message}", file=sys.stderr, flush=True)
 
 
 # --------------------------------------------------------------------------- databases

@@ -72,7 +72,7 @@ REPO = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 sys.path.insert(0, str(REPO))
 
-from benchlib import (  # noqa: E402 - after the sys.path set-up, like atomicscan
+from benchlib import (  # noqa: E402
     BenchError,
     Done,
     MountKeeper,
@@ -81,6 +81,7 @@ from benchlib import (  # noqa: E402 - after the sys.path set-up, like atomicsca
     _on_sigterm,
     cpu_model,
     first_line,
+    log,
     memory_total,
     mount_points_under,
     render_table,
@@ -127,10 +128,6 @@ RSS_POLL_SECONDS = 0.01
 
 Package = tuple[str, str, str]
 PackageSet = frozenset[Package]
-
-
-def log(message: str) -> None:
-    print(f"bench: {message}", file=sys.stderr, flush=True)
 
 
 # --------------------------------------------------------------------------- processes

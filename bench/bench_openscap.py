@@ -69,6 +69,7 @@ from benchlib import (
     _on_sigterm,
     cpu_model,
     first_line,
+    log,
     memory_total,
     mount_points_under,
     render_table,
@@ -105,10 +106,6 @@ SHOWN_RESULTS = ("pass", "fail", "notapplicable", "notchecked", "error", "notsel
 CHILD_GRACE_SECONDS = 30.0
 
 RuleResults = dict[str, str]
-
-
-def log(message: str) -> None:
-    print(f"bench: {message}", file=sys.stderr, flush=True)
 
 
 # --------------------------------------------------------------------------- processes

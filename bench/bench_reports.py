@@ -63,6 +63,7 @@ from benchlib import (  # noqa: E402
     _on_sigterm,
     cpu_model,
     first_line,
+    log,
     memory_total,
     render_table,
     rotated,
@@ -86,10 +87,6 @@ ALL_FORMATS_TARGET = 1.25
 SUFFIX = {"json": ".json", "table": ".txt", "sarif": ".sarif", "html": ".html",
           "cyclonedx-json": ".cdx.json", "spdx-json": ".spdx.json"}
 RUN_WIDE = ("json", "table", "sarif", "html")
-
-
-def log(message: str) -> None:
-    print(f"bench: {message}", file=sys.stderr, flush=True)
 
 
 # --------------------------------------------------------------------------- real scans

@@ -59,6 +59,7 @@ from benchlib import (
     _on_sigterm,
     cpu_model,
     first_line,
+    log,
     memory_total,
     mount_points_under,
     render_table,
@@ -96,10 +97,6 @@ SCANNER_IMAGE = "localhost/atomicscan/packages:latest"
 
 #: How long a child gets to clean up after SIGTERM before it is killed.
 CHILD_GRACE_SECONDS = 30.0
-
-
-def log(message: str) -> None:
-    print(f"bench: {message}", file=sys.stderr, flush=True)
 
 
 # --------------------------------------------------------------------------- processes

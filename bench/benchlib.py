@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import signal
 import statistics
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,6 +21,11 @@ class Done:
     stdout: str
     stderr: str
     seconds: float
+
+
+def log(message: str) -> None:
+    """A progress line on stderr (stdout carries the tables)."""
+    print(f"bench: {message}", file=sys.stderr, flush=True)
 
 
 class Terminated(BaseException):
