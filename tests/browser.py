@@ -105,6 +105,21 @@ class DevTools:
             start = len(self.events)
             self._event(self._receive())
 
+    def open_page(self, page: Path) -> str:
+        """A new tab at 1280x900 that reports console, log and network events, with ``page``
+        loaded; returns its DevTools session."""
+        target_id = self.send("Target.createTarget", {"url": "about:blank"})["targetId"]
+        session: str = self.send("Target.attachToTarget",
+                                 {"targetId": target_id, "flatten": True})["sessionId"]
+        for domain in ("Page", "Runtime", "Log", "Network"):
+            self.send(f"{domain}.enable", {}, session)
+        self.send("Emulation.setDeviceMetricsOverride",
+                  {"width": 1280, "height": 900, "deviceScaleFactor": 1, "mobile": False},
+                  session)
+        self.send("Page.navigate", {"url": page.as_uri()}, session)
+        self.wait_for("Page.loadEventFired")
+        return session
+
     def evaluate(self, expression: str, session: str) -> Any:
         result = self.send("Runtime.evaluate", {"expression": expression,
                                                 "returnByValue": True}, session)

@@ -99,16 +99,7 @@ def test_the_trend_page_plots_the_historys_numbers_and_runs_nothing(
     screenshot = tmp_path / "trend.png"
     print(f"page: {page}\nscreenshot: {screenshot}")
 
-    target_id = browser.send("Target.createTarget", {"url": "about:blank"})["targetId"]
-    session = browser.send("Target.attachToTarget",
-                           {"targetId": target_id, "flatten": True})["sessionId"]
-    for domain in ("Page", "Runtime", "Log", "Network"):
-        browser.send(f"{domain}.enable", {}, session)
-    browser.send("Emulation.setDeviceMetricsOverride",
-                 {"width": 1280, "height": 900, "deviceScaleFactor": 1, "mobile": False},
-                 session)
-    browser.send("Page.navigate", {"url": page.as_uri()}, session)
-    browser.wait_for("Page.loadEventFired")
+    session = browser.open_page(page)
     shown: dict[str, Any] = browser.evaluate(_READ_PAGE, session)
 
     store = Store.open(history_db)

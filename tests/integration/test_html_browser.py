@@ -113,16 +113,7 @@ def test_the_page_in_chromium_shows_the_reports_numbers_and_runs_no_hostile_scri
     screenshot = report.results_dir / "report.png"
     print(f"page: {page}\nscreenshot: {screenshot}")
 
-    target_id = browser.send("Target.createTarget", {"url": "about:blank"})["targetId"]
-    session = browser.send("Target.attachToTarget",
-                           {"targetId": target_id, "flatten": True})["sessionId"]
-    for domain in ("Page", "Runtime", "Log", "Network"):
-        browser.send(f"{domain}.enable", {}, session)
-    browser.send("Emulation.setDeviceMetricsOverride",
-                 {"width": 1280, "height": 900, "deviceScaleFactor": 1, "mobile": False},
-                 session)
-    browser.send("Page.navigate", {"url": page.as_uri()}, session)
-    browser.wait_for("Page.loadEventFired")
+    session = browser.open_page(page)
     shown = browser.evaluate(_READ_PAGE, session)
 
     # The numbers on the page are the report's.
