@@ -7,6 +7,7 @@ import dataclasses
 import errno
 import json
 import logging
+import os
 import socket
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -189,15 +190,22 @@ def with_scanner_images(results: Sequence[ScanResult], scanner_ids: Mapping[str,
 
 
 def host_identity() -> dict[str, str]:
-    """This host, as a history of many hosts tells them apart: name and machine ID."""
+    """This host, as a history of many hosts tells them apart: name and machine ID.
+
+    ``$ATOMICSCAN_HOSTNAME`` names the host where the kernel's name is not the host's (a
+    Kubernetes pod is named after itself, not its node); ``$ATOMICSCAN_MACHINE_ID_FILE``
+    points at the host's machine ID where ``/etc/machine-id`` is the container's own."""
     machine_id = ""
     try:
-        with Path("/etc/machine-id").open("rb") as stream:
+        source = os.environ.get("ATOMICSCAN_MACHINE_ID_FILE") or "/etc/machine-id"
+        with Path(source).open("rb") as stream:
             raw = stream.read(128).strip().decode("ascii", "replace")
         machine_id = raw if len(raw) == 32 and raw.isalnum() else ""
     except OSError:
         pass
-    return {"hostname": socket.gethostname()[:255], "machine_id": machine_id}
+    named = os.environ.get("ATOMICSCAN_HOSTNAME", "")
+    hostname = named if named and named.isprintable() else socket.gethostname()
+    return {"hostname": hostname[:255], "machine_id": machine_id}
 
 
 def merge(plugins: Plugins, results: Sequence[ScanResult], scanner: Scanner, scan_type: str,
