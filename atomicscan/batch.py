@@ -108,11 +108,13 @@ class BatchRunner:
             binds: list[Bind] = []
             ready: list[Target] = []
             for target in batch.targets:
+                self.progress(f"mounting {target.type} {target.ref} read-only")
+            mounted = self._mount_batch(stack, batch, batch_dir)
+            for target in batch.targets:
                 if self.cancel.is_set():
                     raise Cancelled("run cancelled")
-                self.progress(f"mounting {target.type} {target.ref} read-only")
                 try:
-                    view = self._mount(stack, batch.runtime, target, batch_dir)
+                    view = self._present(stack, target, mounted, batch_dir)
                 except AtomicscanError as exc:
                     # Removed since the listing, or unmountable: this target alone fails.
                     failed.append(failed_result(target, job.scanner, job.scan_type,
@@ -145,15 +147,31 @@ class BatchRunner:
                         target_meta=target_meta(target.names, configs.get(target.key)))
                     for target in ready] + failed
 
-    def _mount(self, stack: contextlib.ExitStack, runtime: Runtime, target: Target,
-               batch_dir: Path) -> Path:
+    def _mount_batch(self, stack: contextlib.ExitStack, batch: Batch, batch_dir: Path
+                     ) -> Mapping[str, Path | AtomicscanError]:
+        """The root filesystems of the batch's images and containers, mounted together
+        (a few runtime commands for the whole batch) until ``stack`` closes."""
+        targets = [target for target in batch.targets if target.type != "rootfs"]
+        if not targets:
+            return {}
+        if self.cancel.is_set():
+            raise Cancelled("run cancelled")
+        return stack.enter_context(batch.runtime.mount_rootfs_batch(
+            targets, self.run_state.journal, batch_dir / "work", cancel=self.cancel))
+
+    def _present(self, stack: contextlib.ExitStack, target: Target,
+                 mounted: Mapping[str, Path | AtomicscanError], batch_dir: Path) -> Path:
         """``target``'s root filesystem, read-only, until ``stack`` closes."""
         inode = None
         if target.type == "rootfs":
             source, inode = self._pin_rootfs(target)
         else:
-            source = stack.enter_context(runtime.mount_rootfs(
-                target, self.run_state.journal, batch_dir / "work" / target.key))
+            found = mounted.get(target.key)
+            if found is None:
+                raise MountError(f"{target.ref} was not mounted")
+            if isinstance(found, AtomicscanError):
+                raise found
+            source = found
         return stack.enter_context(self.host.bind_readonly(
             source, batch_dir / "scanin" / target.key, expect=inode))
 

@@ -16,9 +16,52 @@ from typing import Any
 from atomicscan import targetconfig
 from atomicscan.errors import AtomicscanError
 from atomicscan.runtime import Runtime, Target, TargetType
-from atomicscan.targets import Candidate, match_container, match_image, not_found
+from atomicscan.targets import (
+    Candidate,
+    match_container,
+    match_image,
+    normalize_image_ref,
+    not_found,
+)
 
 log = logging.getLogger(__name__)
+
+
+class CandidateIndex:
+    """Candidates by ID and by name, so that matching many references against a long
+    listing costs a look-up each, not a pass over the listing each.
+
+    Only the exact rules (an ID, a name) are looked up; a reference neither finds goes
+    through the full matching (:func:`match_image`, :func:`match_container`), whose first
+    rules then find nothing, so the answer and the errors are the same as without it.
+    """
+
+    def __init__(self, candidates: Sequence[Candidate]) -> None:
+        self.candidates = candidates
+        self.by_id: dict[str, list[Candidate]] = {}
+        self.by_name: dict[str, list[Candidate]] = {}
+        for candidate in candidates:
+            self.by_id.setdefault(candidate.id, []).append(candidate)
+            for name in dict.fromkeys(candidate.names):
+                self.by_name.setdefault(name, []).append(candidate)
+
+    def _exact(self, ref: str, kind: str, names: Sequence[str]) -> Candidate | None:
+        plain = ref.removeprefix("sha256:")
+        by_id = self.by_id.get(plain, [])
+        by_name = [c for name in dict.fromkeys(names) for c in self.by_name.get(name, [])]
+        for matches in (by_id, by_name):
+            if matches:
+                return (match_container if kind == "container" else match_image)(
+                    ref, matches)
+        return None
+
+    def image(self, ref: str) -> Candidate | None:
+        found = self._exact(ref, "image", (ref, normalize_image_ref(ref)))
+        return found if found is not None else match_image(ref, self.candidates)
+
+    def container(self, ref: str) -> Candidate | None:
+        found = self._exact(ref, "container", (ref,))
+        return found if found is not None else match_container(ref, self.candidates)
 
 
 class ListingRuntime(Runtime):
@@ -88,25 +131,26 @@ class ListingRuntime(Runtime):
         # One container listing for every reference; the image listing (the slow one on
         # a busy host) only for what the cheaper look-up left over.
         self._new_run()  # a run starts here or in list_targets
-        containers = self._containers()
+        containers = CandidateIndex(self._containers())
         found: dict[str, Target] = {}
         image_refs: list[str] = []
         for ref in refs:
-            container = match_container(ref, containers)
+            container = containers.container(ref)
             if container is not None:
                 found[ref] = self._target(ref, container, "container")
             else:
                 image_refs.append(ref)
         by_name = self._images_by_name(image_refs)
         listed: dict[str, Candidate] | None = None
-        matchable: list[Candidate] = []
+        matchable = CandidateIndex([])
         for ref in image_refs:
             image = by_name.get(ref)
             if image is None:
                 if listed is None:
                     listed = {image.id: image for image in self._images()}
-                    matchable = [self._matchable(image) for image in listed.values()]
-                match = match_image(ref, matchable)
+                    matchable = CandidateIndex([self._matchable(image)
+                                                for image in listed.values()])
+                match = matchable.image(ref)
                 image = listed[match.id] if match is not None else None
             if image is not None:
                 found[ref] = self._target(ref, image, "image")
@@ -115,7 +159,7 @@ class ListingRuntime(Runtime):
     def resolve(self, ref: str) -> Target:
         target = self.resolve_all([ref]).get(ref)
         if target is None:
-            raise not_found(ref, self.name)
+            raise not_found(ref, self.name, self.listing_hint)
         return target
 
     def list_targets(self, *, images: bool, containers: bool,

@@ -10,9 +10,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from atomicscan.errors import RuntimeUnavailableError, TargetNotFoundError, UsageError
+from atomicscan.errors import (
+    AtomicscanError,
+    RuntimeUnavailableError,
+    TargetNotFoundError,
+    UsageError,
+)
 from atomicscan.isolation import DEFAULT_MEMORY_BYTES, DEFAULT_TMPFS_BYTES
-from atomicscan.proc import Completed
+from atomicscan.proc import Cancelled, Completed
 
 #: Label on every scanner container atomicscan starts; its value is the run ID.
 RUN_LABEL = "io.atomicscan.run"
@@ -76,6 +81,9 @@ class Runtime(abc.ABC):
     """A container engine that can present root filesystems and run scanners."""
 
     name: str
+    #: How a user lists what this runtime holds, for "target not found" errors; the
+    #: default names ``NAME ps -a`` and ``NAME images``, as podman's and docker's CLIs say it.
+    listing_hint: str | None = None
 
     @abc.abstractmethod
     def check(self) -> None:
@@ -115,6 +123,31 @@ class Runtime(abc.ABC):
         run can undo the mount when this process was killed. ``workdir`` is an empty
         directory inside the run's state directory for mounts the runtime makes itself.
         """
+
+    @contextlib.contextmanager
+    def mount_rootfs_batch(self, targets: Sequence[Target],
+                           journal: Callable[[dict[str, Any]], None], workdir: Path, *,
+                           cancel: threading.Event | None = None
+                           ) -> Iterator[dict[str, Path | AtomicscanError]]:
+        """Mount every target of a batch; the context manager undoes them all.
+
+        Each target's key maps to its root filesystem, or to the error that kept it from
+        mounting: one target that fails never fails the others. ``workdir / target.key`` is
+        each target's own directory (see :meth:`mount_rootfs`). A runtime whose CLI takes
+        several targets per command overrides this so a batch costs a fixed number of
+        commands, whatever the size of the host; the default mounts one by one.
+        """
+        mounted: dict[str, Path | AtomicscanError] = {}
+        with contextlib.ExitStack() as stack:
+            for target in targets:
+                if cancel is not None and cancel.is_set():
+                    raise Cancelled("run cancelled")
+                try:
+                    mounted[target.key] = stack.enter_context(
+                        self.mount_rootfs(target, journal, workdir / target.key))
+                except AtomicscanError as exc:
+                    mounted[target.key] = exc
+            yield mounted
 
     def list_targets(self, *, images: bool, containers: bool,
                      dangling: bool = False) -> list[Target]:

@@ -11,15 +11,22 @@ import contextlib
 import json
 import os
 import shutil
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from atomicscan import dockerfs, proc
-from atomicscan.errors import CommandError, MountError, RuntimeUnavailableError
+from atomicscan.errors import (
+    AtomicscanError,
+    CommandError,
+    MountError,
+    RuntimeUnavailableError,
+)
 from atomicscan.hookspecs import hookimpl
 from atomicscan.isolation import explain_exit, isolation_flags, tmpfs_spec
 from atomicscan.listing import ListingRuntime
+from atomicscan.proc import Cancelled
 from atomicscan.runtime import (
     RuntimeRegistry,
     ScannerContainer,
@@ -197,7 +204,41 @@ class DockerRuntime(ListingRuntime):
     ) -> Iterator[Path]:
         if target.type not in ("image", "container"):
             raise MountError(f"docker cannot mount a {target.type}")
-        inspect = self._inspect(target)
+        with self._mount(target, self._inspect(target), journal, workdir) as rootfs:
+            yield rootfs
+
+    @contextlib.contextmanager
+    def mount_rootfs_batch(self, targets: Sequence[Target],
+                           journal: Callable[[dict[str, Any]], None], workdir: Path, *,
+                           cancel: threading.Event | None = None
+                           ) -> Iterator[dict[str, Path | AtomicscanError]]:
+        # The mounts are our own; the docker CLI is only asked for the layer directories,
+        # with one inspect per kind for the whole batch (fresh: they are read to mount).
+        inspects = {
+            kind: self._inspect_many(kind, [t.id for t in targets if t.type == kind])
+            for kind in ("image", "container")
+        }
+        self._image_inspects.update(inspects["image"])
+        self._container_inspects.update(inspects["container"])
+        mounted: dict[str, Path | AtomicscanError] = {}
+        with contextlib.ExitStack() as stack:
+            for target in targets:
+                if cancel is not None and cancel.is_set():
+                    raise Cancelled("run cancelled")
+                try:
+                    if target.type not in ("image", "container"):
+                        raise MountError(f"docker cannot mount a {target.type}")
+                    # Left out of the batch's answer: asked alone, for its own error.
+                    inspect = inspects[target.type].get(target.id) or self._inspect(target)
+                    mounted[target.key] = stack.enter_context(
+                        self._mount(target, inspect, journal, workdir / target.key))
+                except AtomicscanError as exc:
+                    mounted[target.key] = exc
+            yield mounted
+
+    @contextlib.contextmanager
+    def _mount(self, target: Target, inspect: Mapping[str, Any],
+               journal: Callable[[dict[str, Any]], None], workdir: Path) -> Iterator[Path]:
         plan = dockerfs.plan_rootfs(inspect, target.type, self._storage())
         # Inside the run's own directory: a dead run's mounts are found and undone there.
         workdir.mkdir(parents=True, exist_ok=True, mode=0o700)

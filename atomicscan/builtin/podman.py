@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import shutil
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from atomicscan import proc
-from atomicscan.errors import CommandError, MountError, RuntimeUnavailableError
+from atomicscan.errors import (
+    AtomicscanError,
+    CommandError,
+    MountError,
+    RuntimeUnavailableError,
+)
 from atomicscan.hookspecs import hookimpl
 from atomicscan.isolation import (
     HOST_CONTAINERS_CONF,
@@ -21,6 +28,7 @@ from atomicscan.isolation import (
     shipped_containers_conf,
 )
 from atomicscan.listing import ListingRuntime
+from atomicscan.proc import Cancelled
 from atomicscan.runtime import (
     RuntimeRegistry,
     ScannerContainer,
@@ -30,8 +38,31 @@ from atomicscan.runtime import (
 from atomicscan.seccomp import SCANNER_PROFILE
 from atomicscan.targets import Candidate, fully_qualified
 
+log = logging.getLogger(__name__)
+
 #: References per inspect command: far below any argv limit, few calls on a big host.
 INSPECT_CHUNK = 200
+#: How podman mounts each kind of target, as journal records name it.
+MOUNT_ACTIONS = {"image": "image-mount", "container": "container-mount"}
+
+
+def mount_points(text: str, ids: Sequence[str]) -> dict[str, Path]:
+    """The mount point of each of ``ids`` in podman's JSON listing of mounts; anything not
+    shaped like one (or for an ID not asked about) is left out."""
+    try:
+        rows = json.loads(text or "[]")
+    except json.JSONDecodeError:
+        return {}
+    wanted = set(ids)
+    found: dict[str, Path] = {}
+    for row in rows if isinstance(rows, list) else []:
+        if not isinstance(row, dict):
+            continue
+        row_id, point = row.get("id"), row.get("mountpoint")
+        if isinstance(row_id, str) and row_id in wanted and isinstance(point, str) \
+                and point.startswith("/") and "\n" not in point:
+            found[str(row_id)] = Path(point)
+    return found
 
 
 def podman_environment() -> dict[str, str]:
@@ -94,7 +125,14 @@ class PodmanRuntime(ListingRuntime):
         ]
 
     def _images(self) -> list[Candidate]:
-        rows = json.loads(self._podman("images", "--all", "--format", "json").stdout or "[]")
+        try:
+            text = self._podman("images", "--all", "--format", "json").stdout
+        except CommandError as exc:
+            # Someone removing an image while podman lists them fails the whole listing
+            # ("image not known"); a second listing no longer sees that image.
+            log.info("podman images failed, listing once more: %s", exc)
+            text = self._podman("images", "--all", "--format", "json").stdout
+        rows = json.loads(text or "[]")
         return [
             Candidate(id=row["Id"], names=tuple(row.get("Names") or row.get("RepoTags") or ()))
             for row in rows
@@ -137,30 +175,119 @@ class PodmanRuntime(ListingRuntime):
     def mount_rootfs(
         self, target: Target, journal: Callable[[dict[str, Any]], None], workdir: Path
     ) -> Iterator[Path]:
-        if target.type == "image":
-            mount_args: tuple[str, ...] = ("image", "mount", target.id)
-            action = "image-mount"
-        elif target.type == "container":
-            mount_args = ("mount", target.id)
-            action = "container-mount"
-        else:
+        action = MOUNT_ACTIONS.get(target.type)
+        if action is None:
             raise MountError(f"podman cannot mount a {target.type}")
         journal({"runtime": self.name, "action": action, "id": target.id})
-        try:
-            path = Path(self._podman(*mount_args).stdout.strip())
-        except CommandError as exc:
-            raise MountError(f"podman could not mount {target.ref}: {exc}") from exc
+        path = self._mount_one(action, target)
         try:
             yield path
         finally:
             self.undo({"action": action, "id": target.id})
 
+    @contextlib.contextmanager
+    def mount_rootfs_batch(self, targets: Sequence[Target],
+                           journal: Callable[[dict[str, Any]], None], workdir: Path, *,
+                           cancel: threading.Event | None = None
+                           ) -> Iterator[dict[str, Path | AtomicscanError]]:
+        # One mount command per kind for the whole batch, one unmount per kind after it:
+        # every podman command reads the whole storage's metadata, so a command per target
+        # would make each target cost more as the host holds more images.
+        mounted: dict[str, Path | AtomicscanError] = {}
+        held: dict[str, list[str]] = {action: [] for action in MOUNT_ACTIONS.values()}
+        try:
+            for kind, action in MOUNT_ACTIONS.items():
+                group = [target for target in targets if target.type == kind]
+                if not group:
+                    continue
+                if cancel is not None and cancel.is_set():
+                    raise Cancelled("run cancelled")
+                mounted.update(self._mount_group(action, group, journal, held[action]))
+            for target in targets:
+                if target.type not in MOUNT_ACTIONS:
+                    mounted[target.key] = MountError(f"podman cannot mount a {target.type}")
+            yield mounted
+        finally:
+            for action, ids in held.items():
+                self._unmount(action, ids)
+
+    def _mount_group(self, action: str, group: Sequence[Target],
+                     journal: Callable[[dict[str, Any]], None], held: list[str]
+                     ) -> dict[str, Path | AtomicscanError]:
+        """Mount targets of one kind with one command; a batch that fails is undone and
+        mounted again one target at a time, so a target that can't be mounted fails alone.
+        ``held`` gets each ID before its mount starts: the caller unmounts them all."""
+        ids = list(dict.fromkeys(target.id for target in group))
+        paths: dict[str, Path] = {}
+        if len(ids) > 1:
+            journal({"runtime": self.name, "action": action, "ids": ids})
+            held.extend(ids)
+            try:
+                paths = self._mount_many(action, ids)
+            except AtomicscanError as exc:
+                log.info("podman %s of %d targets failed, mounting one by one: %s",
+                         action, len(ids), exc)
+            unsure = [target_id for target_id in ids if target_id not in paths]
+            if unsure:
+                # What a failed command left mounted is unknown: undo it all, start over.
+                self._unmount(action, unsure)
+                held[:] = [target_id for target_id in held if target_id not in unsure]
+        mounted: dict[str, Path | AtomicscanError] = {}
+        for target in group:
+            if target.id not in paths:
+                journal({"runtime": self.name, "action": action, "id": target.id})
+                held.append(target.id)
+                try:
+                    paths[target.id] = self._mount_one(action, target)
+                except MountError as exc:
+                    held.remove(target.id)
+                    mounted[target.key] = exc
+                    continue
+            mounted[target.key] = paths[target.id]
+        return mounted
+
+    def _mount_one(self, action: str, target: Target) -> Path:
+        args = ("image", "mount") if action == "image-mount" else ("mount",)
+        try:
+            text = self._podman(*args, "--", target.id).stdout.strip()
+        except CommandError as exc:
+            raise MountError(f"podman could not mount {target.ref}: {exc}") from exc
+        if not text.startswith("/") or "\n" in text:
+            raise MountError(f"podman gave no usable mount point for {target.ref}")
+        return Path(text)
+
+    def _mount_many(self, action: str, ids: Sequence[str]) -> dict[str, Path]:
+        """Mount ``ids`` with one command; their mount points, by ID, as podman reports them.
+
+        ``podman image mount`` says which image went where in JSON; ``podman mount`` prints
+        bare paths, so its own listing of mounted containers (one more command) says it.
+        """
+        if action == "image-mount":
+            rows = self._podman("image", "mount", "--format", "json", "--", *ids).stdout
+        else:
+            self._podman("mount", "--", *ids)
+            rows = self._podman("mount", "--format", "json").stdout
+        return mount_points(rows, ids)
+
+    def _unmount(self, action: str, ids: Sequence[str]) -> None:
+        """Unmount ``ids`` with one command, or one by one if it fails (podman unmounts none
+        of them when one is unknown). Best effort: a failure here is logged, never raised."""
+        if not ids:
+            return
+        args = ("image", "unmount") if action == "image-mount" else ("unmount",)
+        result = self._podman(*args, "--", *ids, check=False)
+        if result.ok or len(ids) == 1:
+            return
+        for target_id in ids:
+            self._podman(*args, "--", target_id, check=False)
+
     def undo(self, record: Mapping[str, Any]) -> None:
-        target_id = str(record.get("id", ""))
-        if record.get("action") == "image-mount":
-            self._podman("image", "umount", target_id, check=False)
-        elif record.get("action") == "container-mount":
-            self._podman("umount", target_id, check=False)
+        action = str(record.get("action", ""))
+        if action not in MOUNT_ACTIONS.values():
+            return
+        listed = record.get("ids")
+        ids = listed if isinstance(listed, list) else [record.get("id")]
+        self._unmount(action, [str(i) for i in ids if isinstance(i, str) and i])
 
     # -- scanners --------------------------------------------------------------------
 
