@@ -109,7 +109,7 @@ def _pick(ref: str, choice: RuntimeChoice, resolved: Mapping[str, Mapping[str, T
     unusable = list(choice.unusable.values())
     skipped = f" (not searched: {'; '.join(unusable)})" if unusable else ""
     if len(runtimes) == 1:
-        error = not_found(ref, runtimes[0].name)
+        error = not_found(ref, runtimes[0].name, runtimes[0].listing_hint)
         raise TargetNotFoundError(ref, error.message + skipped)
     names = " or ".join(r.name for r in runtimes)
     raise TargetNotFoundError(

@@ -103,12 +103,14 @@ def fully_qualified(ref: str) -> bool:
     return ":" in last or "@" in last
 
 
-def not_found(ref: str, runtime: str) -> TargetNotFoundError:
+def not_found(ref: str, runtime: str, listing_hint: str | None = None) -> TargetNotFoundError:
+    """``ref`` is not in ``runtime``: say where to look (``listing_hint``, by default the
+    runtime's own ``ps -a`` and ``images``)."""
+    where = listing_hint or f"`{runtime} ps -a` and `{runtime} images`"
     return TargetNotFoundError(
         ref,
         f"target {ref!r} is neither a container nor an image in {runtime}; "
-        f"check `{runtime} ps -a` and `{runtime} images` (atomicscan never pulls), "
-        "or use --rootfs PATH for a directory",
+        f"check {where} (atomicscan never pulls), or use --rootfs PATH for a directory",
     )
 
 

@@ -107,6 +107,15 @@ class Engine:
         yield [Path(layer) for layer in layers if layer]
 
 
+def engine_for(runtime: str) -> Engine:
+    """The CLI of ``runtime`` as the shared tests speak it (docker's forms)."""
+    if runtime == "containerd":
+        from ctr_engine import CtrEngine
+
+        return CtrEngine()
+    return Engine(runtime)
+
+
 def image_id(name: str) -> str:
     return podman("image", "inspect", "--format", "{{.Id}}", name).stdout.strip()
 
@@ -138,7 +147,7 @@ class Atomicscan:
     def __init__(self, base: Path, runtime: str = "podman") -> None:
         self.base = base
         self.runtime = runtime
-        self.engine = Engine(runtime)
+        self.engine = engine_for(runtime)
         self.state_dir = base / "state"
         self.results_dir = base / "results"
         self.config_dir = base / "atomicscan.d"
@@ -197,33 +206,57 @@ class HostSnapshot:
     podman_mounts: frozenset[str]
     state: frozenset[str]
     tmp: frozenset[str]
+    snapshots: frozenset[str]
+    """containerd snapshots atomicscan made (image views, scanner roots), when one is up."""
 
 
 def _dockerd_up() -> bool:
     return os.environ.get("DOCKER_HOST", "").startswith("unix://")
 
 
+def _containerd_up() -> bool:
+    """The session's private containerd has been started (the containerd runtime's tests)."""
+    return bool(os.environ.get("CONTAINERD_ADDRESS"))
+
+
+def _podman_listing(*args: str) -> list[str]:
+    """A podman listing, asked again when an image or container went away while podman read
+    its storage (others' runs and builds on the same host make and remove them)."""
+    for _attempt in range(4):
+        done = podman(*args, check=False)
+        if done.returncode == 0:
+            return done.stdout.splitlines()
+    raise AssertionError(f"podman {' '.join(args)} failed: {done.stderr}")
+
+
 def snapshot(state_dir: Path) -> HostSnapshot:
     # Where atomicscan mounts itself; podman's own mounts are seen through its listings.
+    from containerd import NAME as CONTAINERD_NAME
+    from containerd import atomicscan_snapshots
     from dockerd import NAME as DOCKERD_NAME
 
-    watched = (str(state_dir), "/run/atomicscan/", f"/var/lib/{DOCKERD_NAME}/")
+    watched = (str(state_dir), "/run/atomicscan/", f"/var/lib/{DOCKERD_NAME}/",
+               f"/var/lib/{CONTAINERD_NAME}/", f"/run/{CONTAINERD_NAME}/")
     mountinfo = Path("/proc/self/mountinfo").read_text().splitlines()
     mounts = frozenset(f"{line.split()[4]} {line.split(' - ')[-1]}" for line in mountinfo
                        if line.split()[4].startswith(watched))
+    containerd = _containerd_up()
     containers = frozenset(Engine("podman").labelled_containers()
-                           + (Engine("docker").labelled_containers() if _dockerd_up() else []))
-    podman_mounts = frozenset(
-        podman("mount").stdout.splitlines() + podman("image", "mount").stdout.splitlines())
+                           + (Engine("docker").labelled_containers() if _dockerd_up() else [])
+                           + (engine_for("containerd").labelled_containers() if containerd
+                              else []))
+    snapshots = frozenset(atomicscan_snapshots(os.environ["CONTAINERD_ADDRESS"]) if containerd
+                          else [])
+    podman_mounts = frozenset(_podman_listing("mount") + _podman_listing("image", "mount"))
     state = frozenset(str(p) for p in state_dir.rglob("*")) if state_dir.exists() else frozenset()
     tmp = frozenset(p.name for p in Path(tempfile.gettempdir()).glob("atomicscan*"))
-    return HostSnapshot(mounts, containers, podman_mounts, state, tmp)
+    return HostSnapshot(mounts, containers, podman_mounts, state, tmp, snapshots)
 
 
 def assert_no_leftovers(before: HostSnapshot, state_dir: Path) -> None:
     """Nothing new since ``before``: what vanished meanwhile was never ours to leak."""
     after = snapshot(state_dir)
-    for kind in ("mounts", "containers", "podman_mounts", "state", "tmp"):
+    for kind in ("mounts", "containers", "podman_mounts", "state", "tmp", "snapshots"):
         added = getattr(after, kind) - getattr(before, kind)
         assert not added, f"{kind} left behind: {sorted(added)}"
 

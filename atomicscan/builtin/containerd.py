@@ -368,6 +368,8 @@ class ContainerdRuntime(ListingRuntime):
     """containerd, as root, through ``ctr``; scanners run in podman, docker or ``ctr run``."""
 
     name = "containerd"
+    listing_hint = ("`ctr -n NAMESPACE containers ls` and `ctr -n NAMESPACE images ls` "
+                    "(`ctr namespaces ls` lists the namespaces)")
 
     def __init__(self, registry: RuntimeRegistry | None = None, *, binary: str = "ctr",
                  runner: Runner = _run, environ: Mapping[str, str] | None = None,

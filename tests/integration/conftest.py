@@ -8,8 +8,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from containerd import import_from_podman, private_containerd
 from dockerd import load_from_podman, private_dockerd
 from helpers import (
+    ALPINE,
+    DEBIAN,
+    LINT_BAD,
+    LINT_CLEAN,
+    PACKAGES_SCANNER,
+    PURGED,
+    RPM_BDB,
+    RPM_SQLITE,
     TESTBED_IMAGES,
     Atomicscan,
     Engine,
@@ -29,7 +38,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.real)
 
 
-RUNTIMES = ("podman", "docker")
+RUNTIMES = ("podman", "docker", "containerd")
+#: The test images as targets in containerd's k8s.io namespace, where Kubernetes keeps them.
+CONTAINERD_TARGETS = (DEBIAN, RPM_SQLITE, RPM_BDB, ALPINE, PURGED, LINT_BAD, LINT_CLEAN)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -53,8 +64,30 @@ def _testbed() -> Iterator[None]:
                 os.environ["DOCKER_HOST"] = previous
 
 
+@pytest.fixture(scope="session")
+def containerd_daemon() -> Iterator[str]:
+    """A private containerd holding the test images (started by the first test that needs
+    it, stopped by PID at the end of the session)."""
+    with private_containerd() as address:
+        for image in CONTAINERD_TARGETS:
+            import_from_podman(image, podman_env(), address)
+        # Where `ctr run` finds a scanner image when podman and docker are not used.
+        import_from_podman(PACKAGES_SCANNER, podman_env(), address, namespace="default")
+        yield address
+
+
+@pytest.fixture
+def containerd_address(containerd_daemon: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The private containerd, named in ``CONTAINERD_ADDRESS`` for this test only: the other
+    runtimes' tests see the host as it is."""
+    monkeypatch.setenv("CONTAINERD_ADDRESS", containerd_daemon)
+    return containerd_daemon
+
+
 @pytest.fixture(params=RUNTIMES)
 def runtime(request: pytest.FixtureRequest) -> str:
+    if request.param == "containerd":
+        request.getfixturevalue("containerd_address")
     return str(request.param)
 
 

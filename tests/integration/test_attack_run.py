@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from containerd import ctr, import_from_podman
 from dockerd import DOCKER_HOST, load_from_podman
 from helpers import (
     ALPINE,
@@ -42,8 +43,9 @@ def _clean_lines(stderr: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def hostile_image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A Debian image whose os-release is an attack on the admin's terminal (both runtimes)."""
+def hostile_image(tmp_path_factory: pytest.TempPathFactory, containerd_daemon: str
+                  ) -> Iterator[str]:
+    """A Debian image whose os-release is an attack on the admin's terminal (every runtime)."""
     name = f"localhost/atomicscan-test/hostile-osrelease:{os.getpid()}"
     context = tmp_path_factory.mktemp("hostile")
     (context / "os-release").write_text(
@@ -54,11 +56,13 @@ def hostile_image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         "RUN rm -f /etc/os-release && ln -s ../usr/lib/os-release /etc/os-release\n")
     podman("build", "--pull=never", "--network", "none", "-q", "-t", name, str(context))
     load_from_podman(name, podman_env())
+    import_from_podman(name, podman_env(), containerd_daemon)
     try:
         yield name
     finally:
         subprocess.run(["docker", "rmi", "--force", name], capture_output=True, check=False,
                        env=dict(os.environ, DOCKER_HOST=DOCKER_HOST))
+        ctr("images", "rm", name, address=containerd_daemon, check=False)
         podman("rmi", "--force", name, check=False)
 
 

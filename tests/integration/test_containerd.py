@@ -4,7 +4,6 @@ labels in the result, and nothing of ours left behind, even after SIGKILL."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import time
@@ -15,45 +14,22 @@ import pytest
 from containerd import (
     atomicscan_snapshots,
     ctr,
-    import_from_podman,
-    private_containerd,
     remove_container,
     run_container,
 )
 from helpers import (
     DEBIAN,
     LINT_BAD,
-    PACKAGES_SCANNER,
     Atomicscan,
     Engine,
     HostSnapshot,
     assert_no_leftovers,
     packages_of,
-    podman_env,
     snapshot,
 )
 
 K8S_LABELS = {"io.kubernetes.pod.name": "web-1", "io.kubernetes.pod.namespace": "shop",
               "io.kubernetes.container.name": "nginx"}
-
-
-@pytest.fixture(scope="module")
-def containerd_address() -> Iterator[str]:
-    """A private containerd holding the test images in k8s.io, for this module only."""
-    with private_containerd() as address:
-        for image in (DEBIAN, LINT_BAD):
-            import_from_podman(image, podman_env(), address)
-        # Where `ctr run` finds scanner images (docs/containerd.md).
-        import_from_podman(PACKAGES_SCANNER, podman_env(), address, namespace="default")
-        previous = os.environ.get("CONTAINERD_ADDRESS")
-        os.environ["CONTAINERD_ADDRESS"] = address
-        try:
-            yield address
-        finally:
-            if previous is None:
-                os.environ.pop("CONTAINERD_ADDRESS", None)
-            else:
-                os.environ["CONTAINERD_ADDRESS"] = previous
 
 
 @pytest.fixture

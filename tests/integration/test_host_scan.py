@@ -99,10 +99,10 @@ def _lookups_before_scanning(stderr: str, binary: str) -> list[str]:
     commands: list[str] = []
     for line in stderr.splitlines():
         _, marker, command = line.partition("DEBUG: run: ")
+        if marker and "{{.Id}}" in command and PACKAGES_SCANNER in command:
+            return commands  # the scanner image is checked by podman for containerd's targets
         if not marker or not command.startswith(binary + " "):
             continue
-        if "{{.Id}}" in command and PACKAGES_SCANNER in command:
-            return commands
         commands.append(command)
     raise AssertionError("the run never checked its scanner image:\n" + stderr)
 
@@ -119,11 +119,15 @@ def test_resolving_references_costs_the_same_for_three_or_thirty_four(
         run = atomicscan("--scanner", "packages", "--json", "--debug", *refs)
         assert run.returncode == 0, run.stderr
         assert {r["target"] for r in run.json()["results"]} >= set(busy_host) & set(refs)
-        runs[len(refs)] = _lookups_before_scanning(run.stderr, atomicscan.runtime)
+        binary = "ctr" if atomicscan.runtime == "containerd" else atomicscan.runtime
+        runs[len(refs)] = _lookups_before_scanning(run.stderr, binary)
 
     # The listings answer every reference: none is looked up on its own.
     assert len(runs[len(many)]) == len(runs[len(few)]), runs
-    assert len(runs[len(many)]) <= 4, runs
+    if atomicscan.runtime != "containerd":
+        # ctr lists per namespace and reads each image's manifest and config once: its
+        # count grows with what the store holds, never with the references asked for.
+        assert len(runs[len(many)]) <= 4, runs
 
 
 def _add_slow_scanner(atomicscan: Atomicscan) -> None:

@@ -175,6 +175,15 @@ def test_remediated_image_fixes_a_failed_rule(
     before = engine.image_id(DEBIAN)
     run = atomicscan("--scanner", "openscap", "--scanner-args", profile, "--remediate",
                      "--json", DEBIAN)
+    if runtime == "containerd":
+        # containerd builds no images: the scan stands, the remediation is refused in a line.
+        assert run.returncode == 1, run.stderr
+        (line,) = run.stderr.splitlines()
+        assert "containerd can't build images" in line and "podman or docker" in line
+        (result,) = run.json()["results"]
+        assert result["counts"]["pass"] > 0
+        assert engine.image_id(DEBIAN) == before
+        return
     assert run.returncode == 0, run.stderr
     (result,) = run.json()["results"]
     remediated = result["remediated_image"]

@@ -250,6 +250,13 @@ def test_an_image_in_several_namespaces_is_one_target_with_its_plain_name(
     assert runtime.resolve(APP.id[:12]).names == ("docker.io/library/app:1",)
 
 
+def test_a_missing_target_says_how_ctr_lists_what_is_there(fake: FakeCtr) -> None:
+    with pytest.raises(TargetNotFoundError) as missing:
+        make(fake).resolve("nothing:here")
+    assert "`ctr -n NAMESPACE images ls`" in missing.value.message
+    assert "containerd ps" not in missing.value.message
+
+
 def test_a_name_namespaces_disagree_on_is_ambiguous_until_qualified(fake: FakeCtr) -> None:
     fake.add_image("default", "docker.io/library/app:1", DEBIAN)
     runtime = make(fake)
