@@ -1,4 +1,4 @@
-"""configlint on images built with every problem, and on a clean one, on both runtimes."""
+"""configlint on images built with every problem, and on a clean one, on every runtime."""
 
 from __future__ import annotations
 
@@ -44,7 +44,8 @@ def test_bad_image_yields_exactly_the_expected_findings(
     assert run.returncode == 0, run.stderr
     (result,) = run.json()["results"]
     expected = CONFIG | ROOTFS
-    if atomicscan.runtime == "podman":
+    if atomicscan.runtime in {"podman", "containerd"}:
+        # containerd's targets are scanned by podman here (docs/containerd.md).
         expected |= NEEDS_DAC_READ_SEARCH
     assert _found(result) == expected
     secret = next(f for f in result["findings"] if f["id"] == "CL-ENV-SECRET")

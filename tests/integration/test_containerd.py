@@ -39,7 +39,8 @@ def runtime(containerd_address: str) -> str:
 
 @pytest.fixture
 def pod(containerd_address: str, unique: str) -> Iterator[str]:
-    """A running container in k8s.io with a Kubernetes pod's labels and a file of its own."""
+    """A running container in k8s.io with a Kubernetes pod's labels and a file of its own.
+    Tests name it before ``host_before``: its task's own rootfs mount is not ours to leak."""
     name = f"test-pod-{unique}"
     run_container(name, DEBIAN, K8S_LABELS, containerd_address,
                   command=("sh", "-c", "echo written > /pod-marker; exec sleep 3600"))
@@ -84,7 +85,7 @@ def test_debian_inventory_equals_podmans(
 
 
 def test_a_pods_container_is_scanned_with_its_kubernetes_labels(
-    atomicscan: Atomicscan, host_before: HostSnapshot, containerd_address: str, pod: str,
+    atomicscan: Atomicscan, pod: str, host_before: HostSnapshot, containerd_address: str,
 ) -> None:
     atomicscan.add_scanner("podreader", (
         'for d in /scanin/*; do k=$(basename "$d"); mkdir -p "/scanout/$k"; '
@@ -122,7 +123,7 @@ def test_the_containers_listing_finds_the_pod_by_its_namespace_too(
 
 
 def test_a_failing_scanner_leaves_nothing_behind(
-    atomicscan: Atomicscan, host_before: HostSnapshot, containerd_address: str, pod: str,
+    atomicscan: Atomicscan, pod: str, host_before: HostSnapshot, containerd_address: str,
 ) -> None:
     atomicscan.add_scanner("broken", "echo broken >&2; exit 3")
 
@@ -147,7 +148,7 @@ def _wait_for_scanner_container(atomicscan: Atomicscan, proc: subprocess.Popen[s
 
 
 def test_after_sigkill_cleanup_removes_mounts_and_snapshots(
-    atomicscan: Atomicscan, host_before: HostSnapshot, containerd_address: str, pod: str,
+    atomicscan: Atomicscan, pod: str, host_before: HostSnapshot, containerd_address: str,
 ) -> None:
     atomicscan.add_scanner("sleeper", "sleep 300")
     proc = atomicscan.popen("--scanner", "sleeper", DEBIAN, pod)
@@ -210,7 +211,7 @@ def _ctr_scanners(address: str) -> list[str]:
 
 
 def test_ctr_runs_the_scanner_when_podman_and_docker_are_not_used(
-    atomicscan: Atomicscan, host_before: HostSnapshot, containerd_address: str, pod: str,
+    atomicscan: Atomicscan, pod: str, host_before: HostSnapshot, containerd_address: str,
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     expected = _podman_scan(tmp_path, "--scanner", "packages", "--json", DEBIAN)
