@@ -72,6 +72,7 @@ from benchlib import (  # noqa: E402
     Terminated,
     _on_sigterm,
     cpu_model,
+    database_bytes,
     log,
     memory_total,
     render_table,
@@ -282,20 +283,6 @@ class Database:
     sqlite_file: Path | None = None
 
 
-def database_bytes(database: Database) -> int:
-    """SQLite: the file and its WAL after a checkpoint; PostgreSQL: ``pg_database_size``."""
-    if database.sqlite_file is not None:
-        with contextlib.closing(sqlite3.connect(database.sqlite_file)) as connection:
-            connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        parts = [database.sqlite_file, *(Path(f"{database.sqlite_file}{suffix}")
-                                         for suffix in ("-wal", "-shm"))]
-        return sum(part.stat().st_size for part in parts if part.exists())
-    with psycopg.connect(database.url) as connection:
-        row = connection.execute("SELECT pg_database_size(current_database())").fetchone()
-    if row is None:
-        raise BenchError("pg_database_size returned nothing")
-    return int(row[0])
-
 
 def count_rows(url: str) -> dict[str, int]:
     tables = (schema.hosts, schema.runs, schema.targets, schema.package_sets)
@@ -416,7 +403,7 @@ def _stop_all(children: Sequence[subprocess.Popen[str]]) -> None:
 def measure(database: Database, writers: int, runs: int, workload: Workload, scratch: Path,
             postmaster: int | None) -> Outcome:
     Store.open(database.url).close()  # the schema, before any writer starts
-    empty = database_bytes(database)
+    empty = database_bytes(database.url, database.sqlite_file)
     gate = Path(tempfile.mkdtemp(prefix="gate-", dir=scratch))
     go = gate / "go"
     children: list[subprocess.Popen[str]] = []
@@ -432,7 +419,7 @@ def measure(database: Database, writers: int, runs: int, workload: Workload, scr
                 detail = failed[0].communicate()[1][-800:] if failed else "timed out"
                 raise BenchError(f"{database.backend}: a writer did not start: {detail}")
             time.sleep(0.01)
-        first = database_bytes(database)
+        first = database_bytes(database.url, database.sqlite_file)
         cpu_before = server_cpu_seconds(postmaster) if postmaster else None
         started = time.monotonic()
         go.touch()
@@ -447,7 +434,7 @@ def measure(database: Database, writers: int, runs: int, workload: Workload, scr
     seconds = max(float(report["end"]) for report in reports) - started
     server = (server_cpu_seconds(postmaster) - cpu_before
               if postmaster and cpu_before is not None else None)
-    full = database_bytes(database)
+    full = database_bytes(database.url, database.sqlite_file)
     rows = count_rows(database.url)
     gave_up = [float(value) for report in reports for value in report["failed"]]
     recorded = writers * (runs + 1) - len(gave_up) - sum(

@@ -86,6 +86,7 @@ from benchlib import (  # noqa: E402
     Terminated,
     _on_sigterm,
     cpu_model,
+    database_bytes,
     first_line,
     log,
     memory_total,
@@ -153,21 +154,6 @@ def sqlite_backend(path: Path) -> Backend:
 def postgresql_backend(server_url: str) -> Backend:
     return Backend(POSTGRESQL, throwaway.fresh_database(server_url))
 
-
-def database_bytes(backend: Backend) -> int:
-    """What the database takes on disk: SQLite's file and WAL after a checkpoint (the WAL is
-    truncated then, so this is the steady size), PostgreSQL's ``pg_database_size``."""
-    if backend.sqlite_file is not None:
-        with contextlib.closing(sqlite3.connect(backend.sqlite_file)) as connection:
-            connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        parts = [backend.sqlite_file, *(Path(f"{backend.sqlite_file}{suffix}")
-                                        for suffix in ("-wal", "-shm"))]
-        return sum(part.stat().st_size for part in parts if part.exists())
-    with psycopg.connect(backend.url) as connection:
-        row = connection.execute("SELECT pg_database_size(current_database())").fetchone()
-    if row is None:
-        raise BenchError("pg_database_size returned nothing")
-    return int(row[0])
 
 
 def count_rows(store: Store) -> dict[str, int]:
@@ -517,7 +503,7 @@ class Synthetic:
 def measure_synthetic(backend: Backend, reports: Sequence[Report],
                       plan: Sequence[Query]) -> Synthetic:
     with Store.open(backend.url) as store:
-        empty = database_bytes(backend)
+        empty = database_bytes(backend.url, backend.sqlite_file)
         elapsed = stopwatch()
         for number, report in enumerate(reports, 1):
             if not store.record(report):
@@ -527,7 +513,7 @@ def measure_synthetic(backend: Backend, reports: Sequence[Report],
                     f"{elapsed():.1f} s")
         seconds = elapsed()
         rows = count_rows(store)
-    full = database_bytes(backend)
+    full = database_bytes(backend.url, backend.sqlite_file)
     targets = sum(len(report.results) for report in reports)
     if rows["runs"] != len(reports) or rows["targets"] != targets:
         raise BenchError(f"{backend.name} holds {rows['runs']} runs and {rows['targets']} "

@@ -232,3 +232,23 @@ class MountKeeper:
         if self.workdir.exists():
             problems.append(f"could not remove {self.workdir}")
         return problems
+
+
+def database_bytes(url: str, sqlite_file: Path | None) -> int:
+    """What a history database takes on disk: SQLite's file and WAL after a checkpoint (the
+    WAL is truncated then, so this is the steady size), PostgreSQL's ``pg_database_size``."""
+    if sqlite_file is not None:
+        import contextlib
+        import sqlite3
+
+        with contextlib.closing(sqlite3.connect(sqlite_file)) as connection:
+            connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        parts = [sqlite_file, *(Path(f"{sqlite_file}{suffix}") for suffix in ("-wal", "-shm"))]
+        return sum(part.stat().st_size for part in parts if part.exists())
+    import psycopg  # only the history benches need it
+
+    with psycopg.connect(url) as connection:
+        row = connection.execute("SELECT pg_database_size(current_database())").fetchone()
+    if row is None:
+        raise BenchError("pg_database_size returned nothing")
+    return int(row[0])
