@@ -368,6 +368,26 @@ def test_the_daemonset_pod_scans_this_hosts_podman_images(
     assert mounts_under(tmp_path) == [str(path) for path in pod_run.shared]
 
 
+def _run_pod_once(run: PodRun, pg_url: str) -> tuple[str, list[tuple[Any, ...]]]:
+    """Run the pod to the end of one scan (it is removed whatever happens); return the one
+    recorded run's ID and its (runtime, target ID, package, version, architecture) rows."""
+    name = f"atomicscan-test-pod-{uuid.uuid4().hex[:8]}"
+    try:
+        result = subprocess.run(run.argv(name), capture_output=True, text=True,
+                                env=podman_env(), timeout=900, check=False)
+    finally:
+        podman("rm", "--force", "--ignore", name, check=False)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    with psycopg.connect(pg_url) as connection:
+        ((run_id, failed),) = connection.execute("SELECT run_id, failed FROM runs").fetchall()
+        rows = connection.execute(
+            "SELECT t.runtime, t.target_id, p.name, p.version, p.architecture "
+            "FROM targets t JOIN package_set_members m ON m.set_id = t.package_set_id "
+            "JOIN packages p ON p.id = m.package_id").fetchall()
+    assert failed == 0
+    return str(run_id), [tuple(row) for row in rows]
+
+
 def test_the_docker_variant_scans_a_docker_nodes_images(tmp_path: Path, pg_url: str,
                                                         node_image: str) -> None:
     """The docker variant's pod against this session's private dockerd, standing in for a
@@ -392,21 +412,8 @@ def test_the_docker_variant_scans_a_docker_nodes_images(tmp_path: Path, pg_url: 
         extra_env={"ATOMICSCAN_STATE_DIR": str(state)},
         secrets={"atomicscan-db": {"db-url": pg_url + "\n"}}, scratch=tmp_path / "pod")
     run.scratch.mkdir()
-    name = f"atomicscan-test-pod-{uuid.uuid4().hex[:8]}"
     try:
-        argv = run.argv(name)
-        result = subprocess.run(argv, capture_output=True, text=True, env=podman_env(),
-                                timeout=900, check=False)
-        podman("rm", "--force", "--ignore", name, check=False)
-        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-        with psycopg.connect(pg_url) as connection:
-            ((run_id, failed),) = connection.execute(
-                "SELECT run_id, failed FROM runs").fetchall()
-            rows = connection.execute(
-                "SELECT t.runtime, t.target_id, p.name, p.version, p.architecture "
-                "FROM targets t JOIN package_set_members m ON m.set_id = t.package_set_id "
-                "JOIN packages p ON p.id = m.package_id").fetchall()
-        assert failed == 0
+        run_id, rows = _run_pod_once(run, pg_url)
         assert {(runtime, target.removeprefix("sha256:")) for runtime, target, *_ in rows} == {
             ("docker", image_id(ALPINE))}
         with mounted_image(ALPINE) as root:
@@ -415,7 +422,6 @@ def test_the_docker_variant_scans_a_docker_nodes_images(tmp_path: Path, pg_url: 
         assert not [c for c in leftovers if run_id in c]
         assert mounts_under(state) == [str(state)]
     finally:
-        podman("rm", "--force", "--ignore", name, check=False)
         run.release()
 
 
@@ -446,20 +452,8 @@ def test_the_pod_scans_a_containerd_nodes_images_with_ctr_scanners(
         extra_folders=(paths.run_dir,),
         secrets={"atomicscan-db": {"db-url": pg_url + "\n"}}, scratch=tmp_path / "pod")
     run.scratch.mkdir()
-    name = f"atomicscan-test-pod-{uuid.uuid4().hex[:8]}"
     try:
-        result = subprocess.run(run.argv(name), capture_output=True, text=True,
-                                env=podman_env(), timeout=900, check=False)
-        podman("rm", "--force", "--ignore", name, check=False)
-        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-        with psycopg.connect(pg_url) as connection:
-            ((run_id, failed),) = connection.execute(
-                "SELECT run_id, failed FROM runs").fetchall()
-            rows = connection.execute(
-                "SELECT t.runtime, t.target_id, p.name, p.version, p.architecture "
-                "FROM targets t JOIN package_set_members m ON m.set_id = t.package_set_id "
-                "JOIN packages p ON p.id = m.package_id").fetchall()
-        assert failed == 0
+        run_id, rows = _run_pod_once(run, pg_url)
         assert {(runtime, target) for runtime, target, *_ in rows} == {
             ("containerd", image_id(ALPINE))}
         with mounted_image(ALPINE) as root:
@@ -471,5 +465,4 @@ def test_the_pod_scans_a_containerd_nodes_images_with_ctr_scanners(
         assert atomicscan_snapshots(containerd_daemon) == []
         assert mounts_under(state) == [str(state)]
     finally:
-        podman("rm", "--force", "--ignore", name, check=False)
         run.release()
