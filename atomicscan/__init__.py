@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from atomicscan.listing import ListingRuntime
     from atomicscan.proc import Completed, run_bounded
     from atomicscan.results import Finding, Package, Report, ScanResult
+    from atomicscan.rootless import real_root
     from atomicscan.runtime import (
         Bind,
         Runtime,
@@ -82,6 +83,8 @@ _EXPORTS = {
     "run_bounded": "atomicscan.proc",
     # the scanner lock-down as podman/docker flags, for a runtime that must translate them
     "isolation_flags": "atomicscan.isolation",
+    # root on the host, not a user (nor uid 0 of a user namespace): what mounting needs
+    "real_root": "atomicscan.rootless",
     # errors and exit codes
     "ExitCode": "atomicscan.errors",
     "AtomicscanError": "atomicscan.errors",
@@ -133,6 +136,7 @@ __all__ = [
     "__version__",
     "hookimpl",
     "isolation_flags",
+    "real_root",
     "run_bounded",
 ]
 

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from atomicscan import rootless
 from atomicscan.results import ScanResult
 from atomicscan.runtime import Target
 from atomicscan.safejson import JSONRefused, loads_strict
@@ -25,7 +26,11 @@ MAX_ENTRY_BYTES = 64 * 1024 * 1024
 
 
 def cache_dir(results_root: Path) -> Path:
-    return Path(os.environ.get("ATOMICSCAN_CACHE_DIR", str(results_root / "cache")))
+    """``$ATOMICSCAN_CACHE_DIR``, else ``cache`` in root's results directory, else a
+    user's ``$XDG_CACHE_HOME/atomicscan``."""
+    if os.environ.get("ATOMICSCAN_CACHE_DIR"):
+        return Path(os.environ["ATOMICSCAN_CACHE_DIR"])
+    return rootless.cache_home() if rootless.rootless() else results_root / "cache"
 
 
 def _file_digest(path: str) -> str:

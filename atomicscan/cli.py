@@ -248,6 +248,8 @@ def scan(targets: tuple[str, ...], runtime: str | None, all_images: bool,
     if list_scanners:
         _list(plugins, as_json)
         return
+    if runtime in (None, "podman"):
+        _join_rootless()
     wanted = _output_requests(plugins, outputs, as_json)
     shown = _severities(severities)
     request = ScanRequest(
@@ -487,6 +489,7 @@ def cleanup_command(as_json: bool, verbose: bool, debug: bool) -> None:
     from atomicscan.mounts import require_root
     from atomicscan.plugins import Plugins
 
+    _join_rootless()
     require_root()
     report = clean_stale(Plugins.load().runtimes, always_containers=True)
     if as_json:
@@ -497,6 +500,15 @@ def cleanup_command(as_json: bool, verbose: bool, debug: bool) -> None:
         for kind, items in report.to_json().items():
             for item in items:
                 stderr.print(printable(f"removed {kind[:-1]} {item}"))
+
+
+def _join_rootless() -> None:
+    """As a user, move into podman's user and mount namespaces, where that user's images
+    and containers can be mounted (see atomicscan.rootless); as root, do nothing."""
+    from atomicscan import rootless
+
+    if rootless.needs_join():
+        rootless.join_podman_namespace()
 
 
 def _on_signal(signum: int, frame: FrameType | None) -> None:

@@ -6,6 +6,7 @@ import os
 import re
 from pathlib import Path
 
+from atomicscan import rootless
 from atomicscan.errors import UsageError
 from atomicscan.safetext import printable
 
@@ -64,6 +65,22 @@ REFUSED_PLACES: tuple[tuple[str, str], ...] = (
     ("/boot", "the host's kernels and boot loader"),
 )
 
+#: In a user's own home, which a rootless run may show (it holds what the user builds), the
+#: places no scanner may see: keys, credentials, the user's container storage and results.
+USER_REFUSED_PLACES: tuple[tuple[str, str], ...] = (
+    (".ssh", "your SSH keys"),
+    (".gnupg", "your GnuPG keys"),
+    (".password-store", "your passwords"),
+    (".netrc", "your network passwords"),
+    (".docker", "your registry credentials"),
+    (".kube", "your Kubernetes credentials"),
+    (".aws", "your cloud credentials"),
+    (".config", "your applications' settings and tokens"),
+    (".local/share/containers", "your podman storage"),
+    (".local/share/atomicscan", "your atomicscan results"),
+    (".cache/atomicscan", "your atomicscan cache"),
+)
+
 # Characters that end or extend an option in `--mount a=b,c=d` or `-v a:b:c`, quotes that
 # start a CSV field, and every control character (newline, NUL, escape sequences).
 _OPTION_SYNTAX = re.compile("[,=:\"'\x00-\x1f\x7f-\x9f]")
@@ -77,10 +94,28 @@ def option_syntax_reason(text: str) -> str | None:
     return f"it holds {printable(repr(found.group()))}, which could add mount options"
 
 
+def _user_places() -> list[tuple[str, str]]:
+    """A rootless run's own refused places, below its home and where XDG puts its files."""
+    if not rootless.rootless():
+        return []
+    home = rootless.home()
+    places = [(str(home / relative), why) for relative, why in USER_REFUSED_PLACES]
+    places += [(str(rootless.data_home()), "your atomicscan results"),
+               (str(rootless.cache_home()), "your atomicscan cache")]
+    return places
+
+
+def _own_home() -> tuple[str, ...] | None:
+    """A rootless run's home as path parts: refused places above it don't refuse it."""
+    if not rootless.rootless():
+        return None
+    return Path(os.path.realpath(rootless.home())).parts
+
+
 def _places() -> list[tuple[tuple[str, ...], str, str]]:
     """Each refused place as path parts, by its listed path and by its real path."""
     places: list[tuple[tuple[str, ...], str, str]] = []
-    for listed, why in REFUSED_PLACES:
+    for listed, why in (*REFUSED_PLACES, *_user_places()):
         for form in dict.fromkeys((listed, os.path.realpath(listed))):
             places.append((Path(form).parts, listed, why))
     return places
@@ -92,7 +127,11 @@ def refused_reason(real: Path) -> str | None:
     if len(parts) <= 1:
         return f"{real} is the whole host"
     places = _places()
+    home = _own_home()
     for place, listed, why in places:
+        if home and len(place) < len(home) == len(parts[:len(home)]) \
+                and parts[:len(home)] == home and home[:len(place)] == place:
+            continue  # /home refuses other users' homes, not the rootless user's own
         if parts[:len(place)] == place:
             where = "a refused place" if parts == place else f"inside {listed}"
             return f"{real} is {where} ({why})"
@@ -121,4 +160,7 @@ def check_host_path(path: str | os.PathLike[str], *, what: str) -> Path:
     reason = refused_reason(real)
     if reason is not None:
         raise HostPathError(f"{label}: refused: {printable(reason)}")
+    if rootless.rootless() and not os.access(real, os.R_OK):
+        raise HostPathError(f"{label}: refused: you (uid {rootless.host_uid()}) cannot read "
+                            "it, so no scanner of yours may")
     return real

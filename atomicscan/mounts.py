@@ -111,5 +111,7 @@ def scratch_tmpfs(mountpoint: Path, size_bytes: int, uid: int, gid: int, *,
 
 
 def require_root() -> None:
+    """Raise unless this process may mount: root, or a user inside podman's namespaces."""
     if os.geteuid() != 0:
-        raise MountError("atomicscan mounts root filesystems and needs root; run it with sudo")
+        raise MountError("atomicscan mounts root filesystems: run it as root, or as a user "
+                         "through the atomicscan command (it joins podman's user namespace)")

@@ -5,12 +5,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import select
 import shlex
 import signal
 import subprocess
+import tempfile
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO
 
@@ -173,3 +175,44 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
+
+
+@contextlib.contextmanager
+def first_line_while_running(argv: Sequence[str], *, env: Mapping[str, str] | None = None,
+                             timeout: float = 60.0) -> Iterator[str]:
+    """Start ``argv``, yield the first line it prints while it keeps running, then close its
+    stdin and wait for it: for a helper that holds something (a namespace) open.
+
+    No threads are started: a caller that changes its user namespace afterwards must still
+    be single-threaded. A command that prints no line in ``timeout`` seconds, or exits
+    without one, raises :class:`CommandError` with the last line of its stderr.
+    """
+    argv = tuple(argv)
+    log.debug("run: %s", shlex.join(argv))
+    with tempfile.TemporaryFile() as errors:
+        try:
+            child = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=errors, env=_environment(env),
+                                     start_new_session=True)
+        except FileNotFoundError as exc:
+            raise CommandError(argv, 127, f"{argv[0]}: command not found") from exc
+        assert child.stdin is not None and child.stdout is not None  # noqa: S101 - PIPE
+        try:
+            ready, _, _ = select.select([child.stdout], [], [], timeout)
+            line = child.stdout.readline(4096).decode("utf-8", "replace").strip() \
+                if ready else ""
+            if not line:
+                _kill_group(child)
+                errors.seek(0)
+                raise CommandError(argv, child.returncode or -1,
+                                   errors.read(65536).decode("utf-8", "replace")
+                                   or f"no output within {timeout:.0f}s")
+            yield line
+        finally:
+            with contextlib.suppress(OSError):
+                child.stdin.close()
+            try:
+                child.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                _kill_group(child)
+            child.stdout.close()

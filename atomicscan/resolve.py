@@ -4,10 +4,12 @@ targets each of them holds, in the order the user gave them."""
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from atomicscan import rootless
 from atomicscan.errors import (
     AmbiguousTargetError,
     RuntimeUnavailableError,
@@ -81,6 +83,11 @@ def rootfs_targets(paths: Sequence[Path], *, allow_host_root: bool) -> list[Targ
             resolved = None
         if resolved is None or not resolved.is_dir():
             raise UsageError(f"--rootfs {path}: not a directory")
+        if rootless.rootless() and not os.access(resolved, os.R_OK | os.X_OK):
+            # A user's scanner sees only what the user may read: the kernel would refuse
+            # the bind anyway, this says so before anything starts.
+            raise UsageError(f"--rootfs {path}: you (uid {rootless.host_uid()}) cannot read "
+                             "it; scan it as root")
         if resolved == Path("/") and not allow_host_root:
             raise UsageError(f"--rootfs {path} is the host's own root (secrets included); "
                              "add --allow-host-rootfs if that is really what you mean")

@@ -6,7 +6,7 @@ import os
 import stat
 from pathlib import Path
 
-from atomicscan import stamps
+from atomicscan import rootless, stamps
 from atomicscan.errors import AtomicscanError, UsageError
 
 DEFAULT_RESULTS_ROOT = Path("/var/lib/atomicscan")
@@ -16,9 +16,28 @@ class ResultsWriteError(AtomicscanError):
     """The results directory cannot be written (a full disk, a read-only filesystem)."""
 
 
+def default_results_root() -> Path:
+    """/var/lib/atomicscan for root, ``$XDG_DATA_HOME/atomicscan`` for a user."""
+    return rootless.data_home() if rootless.rootless() else DEFAULT_RESULTS_ROOT
+
+
 def results_root(output_dir: Path | None) -> Path:
     """``--output-dir``, else ``$ATOMICSCAN_RESULTS_DIR``, else the default."""
-    return output_dir or Path(os.environ.get("ATOMICSCAN_RESULTS_DIR", str(DEFAULT_RESULTS_ROOT)))
+    if output_dir:
+        return output_dir
+    value = os.environ.get("ATOMICSCAN_RESULTS_DIR")
+    return Path(value) if value else default_results_root()
+
+
+def _unmapped_owner() -> tuple[int, ...]:
+    """Inside a rootless run's user namespace, root's directories (``/``, ``/home``) show as
+    owned by the kernel's overflow uid: accepted on the way, never as our own."""
+    if not rootless.in_user_namespace():
+        return ()
+    try:
+        return (int(Path("/proc/sys/kernel/overflowuid").read_text(encoding="ascii")),)
+    except (OSError, ValueError):
+        return (65534,)
 
 
 def _unsafe_dir(path: Path, *, mine: bool) -> str | None:
@@ -32,7 +51,7 @@ def _unsafe_dir(path: Path, *, mine: bool) -> str | None:
         info = path.lstat()
     except FileNotFoundError:
         return None
-    owners = {os.geteuid()} if mine else {0, os.geteuid()}
+    owners = {os.geteuid()} if mine else {0, os.geteuid(), *_unmapped_owner()}
     if stat.S_ISLNK(info.st_mode):
         return f"{path} is a symlink"
     if info.st_uid not in owners:

@@ -84,6 +84,9 @@ class Runtime(abc.ABC):
     #: How a user lists what this runtime holds, for "target not found" errors; the
     #: default names ``NAME ps -a`` and ``NAME images``, as podman's and docker's CLIs say it.
     listing_hint: str | None = None
+    #: Whether a user without root can scan with it (their own storage): ``atomicscan
+    #: doctor`` run by a user checks only these, and skips the others as root's.
+    rootless: bool = False
 
     @abc.abstractmethod
     def check(self) -> None:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from atomicscan import mounts, stamps
+from atomicscan import mounts, rootless, stamps
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,11 @@ _STARTUP_GRACE_SECONDS = 60.0
 
 
 def state_root() -> Path:
-    return Path(os.environ.get("ATOMICSCAN_STATE_DIR", str(DEFAULT_STATE_ROOT)))
+    """``$ATOMICSCAN_STATE_DIR``, else /run/atomicscan for root and
+    ``$XDG_RUNTIME_DIR/atomicscan`` for a user."""
+    if os.environ.get("ATOMICSCAN_STATE_DIR"):
+        return Path(os.environ["ATOMICSCAN_STATE_DIR"])
+    return rootless.state_home() if rootless.rootless() else DEFAULT_STATE_ROOT
 
 
 def root_tag(root: Path | None = None) -> str:

@@ -37,6 +37,7 @@ from atomicscan import (
     UsageError,
     hookimpl,
     isolation_flags,
+    real_root,
     run_bounded,
 )
 from atomicscan.builtin.containerd_spec import scanner_spec
@@ -422,9 +423,10 @@ class ContainerdRuntime(ListingRuntime):
         if shutil.which(self.binary) is None:
             raise RuntimeUnavailableError(
                 "containerd: ctr not found on PATH (apt install containerd)")
-        if os.geteuid() != 0:
+        if not real_root():
             raise RuntimeUnavailableError(
-                "containerd: atomicscan needs root to mount containerd's snapshots")
+                "containerd: atomicscan needs root to mount containerd's snapshots; as a "
+                "user, scan your own podman images and containers (--runtime podman)")
         if not Path(self.address).exists():
             raise RuntimeUnavailableError(f"containerd: no daemon socket at {self._where()}")
         try:

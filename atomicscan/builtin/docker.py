@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from atomicscan import dockerfs, proc
+from atomicscan import dockerfs, proc, rootless
 from atomicscan.errors import (
     AtomicscanError,
     CommandError,
@@ -104,9 +104,10 @@ class DockerRuntime(ListingRuntime):
                 f"docker: no daemon answered at {daemon_address()} within 15s ({exc})") from exc
         if not result.ok or not result.stdout.strip():
             raise RuntimeUnavailableError(self._daemon_problem(result.stderr))
-        if os.geteuid() != 0:
+        if not rootless.real_root():
             raise RuntimeUnavailableError(
-                "docker: atomicscan needs root to mount docker's image storage")
+                "docker: atomicscan needs root to mount docker's image storage; as a user, "
+                "scan your own podman images and containers (--runtime podman)")
         self._checked = True
 
     @staticmethod

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import shutil
 import threading
@@ -12,7 +13,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from atomicscan import proc
+from atomicscan import proc, rootless
 from atomicscan.errors import (
     AtomicscanError,
     CommandError,
@@ -22,6 +23,7 @@ from atomicscan.errors import (
 from atomicscan.hookspecs import hookimpl
 from atomicscan.isolation import (
     HOST_CONTAINERS_CONF,
+    PIDS_LIMIT,
     explain_exit,
     host_containers_conf,
     isolation_flags,
@@ -42,6 +44,8 @@ log = logging.getLogger(__name__)
 
 #: References per inspect command: far below any argv limit, few calls on a big host.
 INSPECT_CHUNK = 200
+#: Open files per scanner process when it runs rootless (root's runs take the host's).
+NOFILE_LIMIT = 1024
 #: How podman mounts each kind of target, as journal records name it.
 MOUNT_ACTIONS = {"image": "image-mount", "container": "container-mount"}
 
@@ -71,10 +75,28 @@ def podman_environment() -> dict[str, str]:
     return {} if conf is None else {"CONTAINERS_CONF": str(conf)}
 
 
+def rootless_limits(container: ScannerContainer) -> list[str]:
+    """Per-process limits for a rootless scanner: on a host whose cgroups podman can't
+    delegate to a user (cgroups v1, or v2 without delegation) rootless podman ignores
+    --memory, --pids-limit and --cpu-shares, so the kernel's rlimits bound it instead.
+
+    ``nproc`` counts the processes of the scanner's (subordinate) uid, ``data`` caps each
+    process's heap and anonymous memory, ``cpu`` the CPU seconds each may burn.
+    """
+    memory = str(container.memory_bytes)
+    limits = [f"nproc={PIDS_LIMIT}:{PIDS_LIMIT}", f"data={memory}:{memory}",
+              f"nofile={NOFILE_LIMIT}:{NOFILE_LIMIT}"]
+    if container.timeout is not None:
+        seconds = max(1, math.ceil(container.timeout))
+        limits.append(f"cpu={seconds}:{seconds}")
+    return [flag for limit in limits for flag in ("--ulimit", limit)]
+
+
 def podman_flags(container: ScannerContainer) -> list[str]:
     """The shared lock-down plus what podman alone needs."""
     return [
         *isolation_flags(container),
+        *(rootless_limits(container) if rootless.rootless() else ()),
         # --read-only would add unsized tmpfs on /tmp, /var/tmp and /run: ours are sized.
         "--read-only-tmpfs=false",
         # podman's default profile lets a scanner unshare into a user namespace of its own.
@@ -86,9 +108,11 @@ def podman_flags(container: ScannerContainer) -> list[str]:
 
 
 class PodmanRuntime(ListingRuntime):
-    """podman as root, through its command line."""
+    """podman through its command line: root's storage as root, a user's own storage from
+    inside that user's podman namespace."""
 
     name = "podman"
+    rootless = True
 
     def __init__(self, binary: str = "podman") -> None:
         self.binary = binary
@@ -104,8 +128,10 @@ class PodmanRuntime(ListingRuntime):
             return
         if shutil.which(self.binary) is None:
             raise RuntimeUnavailableError("podman: binary not found on PATH (apt install podman)")
-        if os.geteuid() != 0:
-            raise RuntimeUnavailableError("podman: atomicscan needs root to mount images")
+        if rootless.needs_join():
+            raise RuntimeUnavailableError(
+                "podman: as a user, atomicscan mounts images from inside podman's user "
+                "namespace: call atomicscan.rootless.join_podman_namespace() first")
         result = self._podman("version", "--format", "{{.Client.Version}}", check=False)
         if not result.ok:
             raise RuntimeUnavailableError(f"podman: not working: {last_line(result.stderr)}")

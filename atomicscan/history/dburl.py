@@ -8,6 +8,8 @@ import urllib.parse
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from atomicscan import rootless
+
 #: The environment variable that names the history database when ``--db`` is not given.
 ENV = "ATOMICSCAN_DB"
 #: A file whose first line names the history database, when neither ``--db`` nor $ATOMICSCAN_DB.
@@ -20,12 +22,16 @@ _QUERY_PASSWORD = re.compile(r"(?i)([?&;]password=)[^&;#]*")
 
 def resolve_url(given: str | None, environ: Mapping[str, str] | None = None) -> str:
     """The history database's URL: ``--db``, else $ATOMICSCAN_DB, else the first line of
-    /etc/atomicscan/db-url, else the SQLite file under /var/lib/atomicscan."""
+    /etc/atomicscan/db-url, else the SQLite file under /var/lib/atomicscan; for a user,
+    ``$XDG_DATA_HOME/atomicscan/history.db`` after the first two."""
     if given:
         return given
     env = os.environ if environ is None else environ
     if env.get(ENV, "").strip():
         return env[ENV].strip()
+    if rootless.rootless():
+        # The host's configuration is root's (and root-only): a user's runs go to their own.
+        return f"sqlite:///{rootless.data_home() / 'history.db'}"
     try:
         lines = CONFIG_FILE.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError):
