@@ -248,8 +248,7 @@ def scan(targets: tuple[str, ...], runtime: str | None, all_images: bool,
     if list_scanners:
         _list(plugins, as_json)
         return
-    if runtime in (None, "podman"):
-        _join_rootless()
+    _join_rootless(plugins, runtime)
     wanted = _output_requests(plugins, outputs, as_json)
     shown = _severities(severities)
     request = ScanRequest(
@@ -440,9 +439,10 @@ def doctor(as_json: bool, verbose: bool, debug: bool) -> None:
     else:
         out = console()
         for check in checks:
-            mark = ("ok  ", "green") if check.ok else ("FAIL", "red")
+            mark = (("warn", "yellow") if check.warn else ("ok  ", "green")) if check.ok \
+                else ("FAIL", "red")
             out.print(Text.assemble(mark, printable(f" {check.name}: {check.detail}")))
-            if check.fix and not check.ok:
+            if check.fix and (check.warn or not check.ok):
                 out.print(printable(f"      fix: {check.fix}"))
     if not all(check.ok for check in checks):
         raise SystemExit(ExitCode.SCAN_FAILED)
@@ -489,7 +489,7 @@ def cleanup_command(as_json: bool, verbose: bool, debug: bool) -> None:
     from atomicscan.mounts import require_root
     from atomicscan.plugins import Plugins
 
-    _join_rootless()
+    _join_rootless(Plugins.load(), None)
     require_root()
     report = clean_stale(Plugins.load().runtimes, always_containers=True)
     if as_json:
@@ -502,13 +502,21 @@ def cleanup_command(as_json: bool, verbose: bool, debug: bool) -> None:
                 stderr.print(printable(f"removed {kind[:-1]} {item}"))
 
 
-def _join_rootless() -> None:
+def _join_rootless(plugins: Any, runtime: str | None) -> None:
     """As a user, move into podman's user and mount namespaces, where that user's images
-    and containers can be mounted (see atomicscan.rootless); as root, do nothing."""
+    and containers can be mounted (see atomicscan.rootless); as root, do nothing. A runtime
+    chosen by name that can't serve a user says why, in its own words."""
     from atomicscan import rootless
+    from atomicscan.errors import RuntimeUnavailableError
 
-    if rootless.needs_join():
-        rootless.join_podman_namespace()
+    if not rootless.needs_join():
+        return
+    if runtime is not None:
+        chosen = plugins.runtimes.get(runtime)
+        if not chosen.rootless:
+            chosen.check()
+            raise RuntimeUnavailableError(f"{runtime}: atomicscan needs root to scan with it")
+    rootless.join_podman_namespace()
 
 
 def _on_signal(signum: int, frame: FrameType | None) -> None:

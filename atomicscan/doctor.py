@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import pwd
+import shutil
 from dataclasses import dataclass
+from pathlib import Path
 
-from atomicscan import isolation, state
+from atomicscan import isolation, rootless, state
 from atomicscan.errors import AtomicscanError
 from atomicscan.plugins import Plugins
 from atomicscan.runtime import ScannerContainer, last_line
@@ -17,9 +20,12 @@ class Check:
     ok: bool
     detail: str
     fix: str = ""
+    #: Scans work, but something is worth fixing (shown, never a failure).
+    warn: bool = False
 
     def to_json(self) -> dict[str, object]:
-        return {"check": self.name, "ok": self.ok, "detail": self.detail, "fix": self.fix}
+        return {"check": self.name, "ok": self.ok, "warn": self.warn, "detail": self.detail,
+                "fix": self.fix}
 
 
 def shipped_containers_conf() -> str:
@@ -27,14 +33,27 @@ def shipped_containers_conf() -> str:
 
 
 def run_checks(plugins: Plugins) -> list[Check]:
-    checks = [Check("root", os.geteuid() == 0, f"running as uid {os.geteuid()}",
-                    "run atomicscan as root (sudo): it mounts root filesystems")]
+    user = rootless.rootless()
+    if user:
+        checks = [Check("user", True, f"running as uid {rootless.host_uid()} without root: "
+                        "scans this user's own podman images and containers"),
+                  *user_namespace_checks(), _join()]
+    else:
+        checks = [Check("root", True, "running as root: scans the host's images and "
+                        "containers")]
     scanners = list(plugins.scanners)
     checks.append(Check("scanners", bool(scanners),
                         ", ".join(s.name for s in scanners) or "no scanner installed",
                         "install atomicscan from a checkout that has scanners/"))
     for name in plugins.runtimes.names():
         runtime = plugins.runtimes.get(name)
+        if user and not runtime.rootless:
+            checks.append(Check(f"runtime {name}", True, "needs root: not used by your scans"))
+            continue
+        if user:
+            note = runtime.user_storage_note()
+            if note is not None:
+                checks.append(Check(f"{name} storage", True, note[0], note[1], warn=True))
         try:
             runtime.check()
         except AtomicscanError as exc:
@@ -51,7 +70,10 @@ def run_checks(plugins: Plugins) -> list[Check]:
                 present.append(scanner)
         if present:
             checks.append(_probe_run(plugins, name, present[0].image))
-    stale = state.stale_runs()
+    try:
+        stale = state.stale_runs()
+    except AtomicscanError:
+        stale = []  # no runtime directory: said above
     checks.append(Check("stale runs", not stale, f"{len(stale)} left by killed runs",
                         "atomicscan cleanup"))
     return checks
@@ -69,3 +91,79 @@ def _probe_run(plugins: Plugins, name: str, image: str) -> Check:
         return Check(f"{name} locked-down run", True, f"{image} ran with the contract's flags")
     return Check(f"{name} locked-down run", False, last_line(result.stderr) or "failed",
                  runtime.run_failure_hint())
+
+
+def _join() -> Check:
+    """Join podman's user namespace as a user's scan does (the probe run needs it too)."""
+    if rootless.needs_join():
+        try:
+            rootless.join_podman_namespace()
+        except AtomicscanError as exc:
+            return Check("user namespace", False, str(exc),
+                         "fix what is failing above, then: podman unshare true")
+    return Check("user namespace", True, "joined podman's user and mount namespaces")
+
+
+def _has_range(path: Path, names: set[str]) -> bool:
+    """Whether ``path`` (/etc/subuid, /etc/subgid) gives one of ``names`` 65536 IDs or more."""
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return False
+    for line in lines:
+        fields = line.strip().split(":")
+        if len(fields) == 3 and fields[0] in names and fields[2].isdigit() \
+                and int(fields[2]) >= 65536:
+            return True
+    return False
+
+
+def user_namespace_checks(etc: Path = Path("/etc")) -> list[Check]:
+    """What rootless podman, and so a user's scan, needs from the host."""
+    uid = rootless.host_uid()
+    try:
+        login = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        login = str(uid)
+    names = {login, str(uid)}
+    helpers = [name for name in ("newuidmap", "newgidmap") if shutil.which(name) is None]
+    checks = [Check("uidmap", not helpers,
+                    f"missing {' and '.join(helpers)}" if helpers else "newuidmap and newgidmap "
+                    "found", "sudo apt install uidmap")]
+    missing = [name for name in ("subuid", "subgid") if not _has_range(etc / name, names)]
+    checks.append(Check(
+        "subordinate IDs", not missing,
+        f"no range of 65536 IDs for {login} in {', '.join(f'/etc/{m}' for m in missing)}"
+        if missing else f"{login} has ranges in /etc/subuid and /etc/subgid",
+        f"sudo usermod --add-subuids 100000-165535 --add-subgids 100000-165535 {login} "
+        "(pick a range no other user has), then podman system migrate"))
+    directory = rootless.runtime_dir()
+    usable = directory is not None and directory.is_dir() and directory.stat().st_uid == \
+        os.geteuid()
+    checks.append(Check(
+        "runtime directory", usable,
+        f"{directory} (XDG_RUNTIME_DIR)" if usable else
+        f"XDG_RUNTIME_DIR {'is not set' if directory is None else f'{directory} is not yours'}",
+        f"log in with a session (su and sudo don't make one), or: sudo loginctl "
+        f"enable-linger {login}; export XDG_RUNTIME_DIR=/run/user/{uid}"))
+    checks.append(_limits_check(uid))
+    return checks
+
+
+def _limits_check(uid: int) -> Check:
+    """Whether the scanner's cgroup limits apply to a user's scans, or only rlimits."""
+    delegated = Path(f"/sys/fs/cgroup/user.slice/user-{uid}.slice/user@{uid}.service/"
+                     "cgroup.controllers")
+    try:
+        controllers = set(delegated.read_text(encoding="ascii").split())
+    except OSError:
+        controllers = set()
+    if {"memory", "pids"} <= controllers:
+        return Check("resource limits", True, "cgroup v2 controllers are delegated to you: "
+                     "memory, pids and CPU limits apply to your scanners")
+    return Check("resource limits", True,
+                 "no cgroup controllers are delegated to you (cgroups v1, or v2 without "
+                 "delegation): your scanners are bounded by rlimits (processes, memory per "
+                 "process, CPU seconds), not by a memory limit for the whole scanner",
+                 "boot with cgroups v2 (systemd.unified_cgroup_hierarchy=1) and log in "
+                 "through systemd-logind", warn=True)

@@ -92,6 +92,12 @@ class Runtime(abc.ABC):
     def check(self) -> None:
         """Raise :class:`RuntimeUnavailableError` saying why this runtime can't be used."""
 
+    def user_storage_note(self) -> tuple[str, str] | None:
+        """For a ``rootless`` runtime run by a user: what about the user's storage makes
+        scans slow or fragile, and the fix, as ``(problem, fix)``; ``None`` when nothing.
+        ``atomicscan doctor`` shows it as a warning."""
+        return None
+
     @abc.abstractmethod
     def resolve(self, ref: str) -> Target:
         """Find a container (first) or an image (second) named ``ref``; never pull.

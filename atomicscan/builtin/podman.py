@@ -128,14 +128,21 @@ class PodmanRuntime(ListingRuntime):
             return
         if shutil.which(self.binary) is None:
             raise RuntimeUnavailableError("podman: binary not found on PATH (apt install podman)")
-        if rootless.needs_join():
-            raise RuntimeUnavailableError(
-                "podman: as a user, atomicscan mounts images from inside podman's user "
-                "namespace: call atomicscan.rootless.join_podman_namespace() first")
         result = self._podman("version", "--format", "{{.Client.Version}}", check=False)
         if not result.ok:
             raise RuntimeUnavailableError(f"podman: not working: {last_line(result.stderr)}")
         self._checked = "ok"
+
+    def user_storage_note(self) -> tuple[str, str] | None:
+        result = self._podman("info", "--format", "{{.Store.GraphDriverName}}", check=False)
+        driver = result.stdout.strip()
+        if not result.ok or driver in ("overlay", ""):
+            return None
+        return (f"your podman storage uses the {driver} driver: every layer is a full copy, "
+                "so images take more disk and time (scans stay read-only)",
+                "mkdir -p ~/.config/containers && printf '[storage]\\ndriver = \"overlay\"\\n' > "
+                "~/.config/containers/storage.conf && podman system reset "
+                "(this removes your images and containers)")
 
     # -- targets ---------------------------------------------------------------------
 
@@ -358,6 +365,9 @@ class PodmanRuntime(ListingRuntime):
                 f"{shipped_containers_conf()} {HOST_CONTAINERS_CONF}")
 
     def build_hint(self, image: str) -> str:
+        if rootless.rootless():
+            return (f"copy root's: sudo podman save {image} | podman load; or build it as "
+                    f"yourself: podman build --network host -t {image} scanners/<name>")
         return (f"build it with `podman build --network host -t {image} scanners/<name>` "
                 "or run tests/testbed/build-images")
 
