@@ -50,7 +50,8 @@ Examples:
 
 \b
 Other commands:
-  atomicscan doctor     check podman, the scanner images and this host
+  atomicscan doctor     check podman, the scanner images and this host (as a user:
+                        uidmap, subordinate IDs, the runtime directory, storage)
   atomicscan cleanup    remove what killed runs left behind (mounts, containers)
   atomicscan plugins    list loaded plugins, their versions and hooks
   atomicscan history    what earlier runs found: packages, findings, diffs over time
@@ -179,8 +180,8 @@ def _setup_logging(verbose: bool, debug: bool) -> None:
               help="Allow --rootfs / (the host's own root, secrets included); refused "
                    "without it.")
 @click.option("--output-dir", "--output_dir", type=click.Path(path_type=Path), metavar="DIR",
-              help="Base directory for results [default: /var/lib/atomicscan]; results go "
-                   "to DIR/<scanner>/<timestamp>/.")
+              help="Base directory for results [default: /var/lib/atomicscan; for a user, "
+                   "$XDG_DATA_HOME/atomicscan]; results go to DIR/<scanner>/<timestamp>/.")
 @click.option("--timeout", callback=_seconds, metavar="SECONDS",
               help="Kill a scanner container that runs longer than this; the targets of its "
                    "batch fail [default: 1800].")
@@ -217,7 +218,8 @@ def _setup_logging(verbose: bool, debug: bool) -> None:
 @click.option("--db", "db_url", metavar="URL",
               help="Record the run in this history database (sqlite:///PATH or "
                    "postgresql://...) [default: $ATOMICSCAN_DB, else /etc/atomicscan/db-url, "
-                   "else sqlite:////var/lib/atomicscan/history.db].")
+                   "else sqlite:////var/lib/atomicscan/history.db; for a user, "
+                   "$ATOMICSCAN_DB, else $XDG_DATA_HOME/atomicscan/history.db].")
 @click.option("--no-history", is_flag=True, help="Don't record this run in the history.")
 @click.option("--list", "list_scanners", is_flag=True,
               help="List the installed scanners, output formats and runtimes, then exit.")

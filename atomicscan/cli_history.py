@@ -41,7 +41,8 @@ MAX_AGE_DAYS = 365_000
 
 DB_HELP = ("History database: sqlite:///PATH or postgresql://USER@HOST/DB [default: "
            "$ATOMICSCAN_DB, else the first line of /etc/atomicscan/db-url, else "
-           "sqlite:////var/lib/atomicscan/history.db].")
+           "sqlite:////var/lib/atomicscan/history.db; for a user, $ATOMICSCAN_DB, else "
+           "$XDG_DATA_HOME/atomicscan/history.db].")
 
 GROUP_EPILOG = """\b
 Examples:
