@@ -250,7 +250,7 @@ def scan(targets: tuple[str, ...], runtime: str | None, all_images: bool,
     if list_scanners:
         _list(plugins, as_json)
         return
-    _join_rootless(plugins, runtime)
+    _join_rootless(plugins, runtime, output_dir)
     wanted = _output_requests(plugins, outputs, as_json)
     shown = _severities(severities)
     request = ScanRequest(
@@ -491,7 +491,7 @@ def cleanup_command(as_json: bool, verbose: bool, debug: bool) -> None:
     from atomicscan.mounts import require_root
     from atomicscan.plugins import Plugins
 
-    _join_rootless(Plugins.load(), None)
+    _join_rootless(Plugins.load(), None, None)
     require_root()
     report = clean_stale(Plugins.load().runtimes, always_containers=True)
     if as_json:
@@ -504,11 +504,12 @@ def cleanup_command(as_json: bool, verbose: bool, debug: bool) -> None:
                 stderr.print(printable(f"removed {kind[:-1]} {item}"))
 
 
-def _join_rootless(plugins: Any, runtime: str | None) -> None:
+def _join_rootless(plugins: Any, runtime: str | None, output_dir: Path | None) -> None:
     """As a user, move into podman's user and mount namespaces, where that user's images
     and containers can be mounted (see atomicscan.rootless); as root, do nothing. A runtime
-    chosen by name that can't serve a user says why, in its own words."""
-    from atomicscan import rootless
+    chosen by name that can't serve a user says why, in its own words. The results and
+    cache directories are judged first, while other users' files still show their owners."""
+    from atomicscan import cache, resultsdir, rootless
     from atomicscan.errors import RuntimeUnavailableError
 
     if not rootless.needs_join():
@@ -518,6 +519,9 @@ def _join_rootless(plugins: Any, runtime: str | None) -> None:
         if not chosen.rootless:
             chosen.check()
             raise RuntimeUnavailableError(f"{runtime}: atomicscan needs root to scan with it")
+    results = resultsdir.results_root(output_dir)
+    resultsdir.check_chain(results)
+    resultsdir.check_chain(cache.cache_dir(results))
     rootless.join_podman_namespace()
 
 

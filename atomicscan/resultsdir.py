@@ -29,15 +29,61 @@ def results_root(output_dir: Path | None) -> Path:
     return Path(value) if value else default_results_root()
 
 
-def _unmapped_owner() -> tuple[int, ...]:
+def _unmapped_owner(path: Path) -> tuple[int, ...]:
     """Inside a rootless run's user namespace, root's directories (``/``, ``/home``) show as
-    owned by the kernel's overflow uid: accepted on the way, never as our own."""
-    if not rootless.in_user_namespace():
+    owned by the kernel's overflow uid, and so do every other user's. A path that
+    :func:`check_chain` judged with the real owners before the run joined the namespace may
+    show that uid; no other path may."""
+    if not rootless.in_user_namespace() or path not in _CHECKED_BEFORE_JOINING:
         return ()
     try:
         return (int(Path("/proc/sys/kernel/overflowuid").read_text(encoding="ascii")),)
     except (OSError, ValueError):
         return (65534,)
+
+
+#: Directories whose chain :func:`check_chain` judged before this process joined a user
+#: namespace, where owners can no longer be told apart.
+_CHECKED_BEFORE_JOINING: set[Path] = set()
+
+
+def _foreign_link(path: Path) -> str | None:
+    """Why following ``path`` as written is unsafe: a symlink on the way that neither root
+    nor we own (someone else's link, in a directory they can write, decides where our
+    results go), or None."""
+    current = Path(path.anchor or "/")
+    for part in path.parts[1:] if path.is_absolute() else (Path.cwd() / path).parts[1:]:
+        current = current / part
+        try:
+            info = current.lstat()
+        except OSError:
+            return None  # the rest is created by us
+        if stat.S_ISLNK(info.st_mode):
+            if info.st_uid not in (0, os.geteuid(), *_unmapped_owner(current)):
+                return f"{current} is a symlink owned by uid {info.st_uid}"
+            # Ours, but in a directory others may write: they could replace it.
+            holder = _unsafe_dir(current.parent, mine=False)
+            if holder is not None:
+                return f"{current} is a symlink in a directory others can change ({holder})"
+            current = Path(os.path.realpath(current))
+    return None
+
+
+def check_chain(root: Path) -> None:
+    """Refuse ``root`` when someone else could swap it or a directory above it, judged
+    with the real owners: a user's run calls this before it joins podman's namespace."""
+    problem = _foreign_link(root)
+    real_root = root.resolve()
+    if problem is None:
+        problems = [_unsafe_dir(parent, mine=False) for parent in reversed(real_root.parents)]
+        problem = next((p for p in [*problems, _unsafe_dir(real_root, mine=True)]
+                        if p is not None), None)
+    if problem is not None:
+        raise UsageError(f"results directory {root}: {problem}; choose a directory only you "
+                         "can write (mkdir -m 0700 DIR)")
+    if not rootless.in_user_namespace():
+        given = root if root.is_absolute() else Path.cwd() / root
+        _CHECKED_BEFORE_JOINING.update([real_root, *real_root.parents, given, *given.parents])
 
 
 def _unsafe_dir(path: Path, *, mine: bool) -> str | None:
@@ -51,7 +97,7 @@ def _unsafe_dir(path: Path, *, mine: bool) -> str | None:
         info = path.lstat()
     except FileNotFoundError:
         return None
-    owners = {os.geteuid()} if mine else {0, os.geteuid(), *_unmapped_owner()}
+    owners = {os.geteuid()} if mine else {0, os.geteuid(), *_unmapped_owner(path)}
     if stat.S_ISLNK(info.st_mode):
         return f"{path} is a symlink"
     if info.st_uid not in owners:
@@ -69,7 +115,8 @@ def scanner_results_dir(root: Path, scanner: str) -> Path:
     candidate = (real_root / scanner).resolve()
     if candidate.parent != real_root or candidate.name != scanner:
         raise UsageError(f"scanner name {scanner!r} would put results outside {root}")
-    problems = [_unsafe_dir(parent, mine=False) for parent in reversed(real_root.parents)]
+    problems = [_foreign_link(root)]
+    problems += [_unsafe_dir(parent, mine=False) for parent in reversed(real_root.parents)]
     problems += [_unsafe_dir(real_root, mine=True), _unsafe_dir(candidate, mine=True)]
     problem = next((p for p in problems if p is not None), None)
     if problem is not None:

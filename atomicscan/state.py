@@ -15,6 +15,7 @@ import logging
 import os
 import secrets
 import shutil
+import stat
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from atomicscan import mounts, rootless, stamps
+from atomicscan.errors import AtomicscanError
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +72,7 @@ class RunState:
         """Create, lock and finally remove the run's directory."""
         base = root or state_root()
         base.mkdir(parents=True, exist_ok=True, mode=0o700)
+        _require_private(base)
         directory = base / run_id
         directory.mkdir(mode=0o700)
         lock = (directory / "lock").open("w", encoding="utf-8")
@@ -100,6 +103,20 @@ class RunState:
             self._lock.close()
 
 
+def _require_private(base: Path) -> None:
+    """The state root must be our own directory that no one else can write: its journals
+    say what ``cleanup`` unmounts and removes."""
+    info = base.lstat()
+    if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode) \
+            or info.st_uid != os.geteuid() or info.st_mode & 0o022:
+        raise StateDirError(f"run state directory {base} must be a directory of yours that "
+                            "only you can write (it is not)")
+
+
+class StateDirError(AtomicscanError):
+    """The run state directory is not this user's own private directory."""
+
+
 def read_journal(directory: Path) -> list[dict[str, Any]]:
     path = directory / "journal.jsonl"
     records: list[dict[str, Any]] = []
@@ -119,7 +136,7 @@ def live_run_ids(root: Path | None = None) -> set[str]:
     if not base.is_dir():
         return alive
     for directory in base.iterdir():
-        if directory.is_dir() and not _is_stale(directory):
+        if _run_dir(directory) and not _is_stale(directory):
             alive.add(directory.name)
     return alive
 
@@ -145,4 +162,10 @@ def stale_runs(root: Path | None = None) -> list[Path]:
     base = root or state_root()
     if not base.is_dir():
         return []
-    return sorted(d for d in base.iterdir() if d.is_dir() and _is_stale(d))
+    _require_private(base)
+    return sorted(d for d in base.iterdir() if _run_dir(d) and _is_stale(d))
+
+
+def _run_dir(path: Path) -> bool:
+    """A run's directory: a real one (a symlink planted there would lead cleanup elsewhere)."""
+    return path.is_dir() and not path.is_symlink()

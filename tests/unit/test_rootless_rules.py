@@ -217,15 +217,15 @@ def test_doctor_as_a_user_skips_roots_runtimes_and_warns_about_storage(
 
 
 def test_a_named_runtime_that_cant_serve_a_user_refuses_in_its_own_words(
-    monkeypatch: pytest.MonkeyPatch
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     joined: list[bool] = []
     monkeypatch.setattr(rootless, "needs_join", lambda: True)
     monkeypatch.setattr(rootless, "join_podman_namespace", lambda: joined.append(True))
     plugins = _plugins(_Runtime("rootful", can=False), _Runtime("userful", can=True))
     with pytest.raises(RuntimeUnavailableError, match="rootful: its own reason"):
-        _join_rootless(plugins, "rootful")
+        _join_rootless(plugins, "rootful", None)
     assert not joined
-    _join_rootless(plugins, "userful")
-    _join_rootless(plugins, None)
+    _join_rootless(plugins, "userful", tmp_path / "results")
+    _join_rootless(plugins, None, tmp_path / "results")
     assert joined == [True, True]
