@@ -15,6 +15,8 @@ def test_the_image_index_lists_what_podman_images_lists() -> None:
         from_index = runtime._images_from_store()
         from_cli = runtime._images_from_cli()
         assert from_index is not None, "podman's image index was not usable here"
-        if {c.id for c in from_index} == {c.id for c in from_cli}:
+        index = {c.id: set(c.names) for c in from_index}
+        cli = {c.id: set(c.names) for c in from_cli}
+        if index == cli:
             break
-    assert {c.id: set(c.names) for c in from_index} == {c.id: set(c.names) for c in from_cli}
+    assert index == cli
