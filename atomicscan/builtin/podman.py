@@ -7,15 +7,14 @@ import json
 import logging
 import math
 import os
-import re
 import shutil
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from atomicscan import proc, rootless
+from atomicscan.builtin import podman_store
 from atomicscan.errors import (
     AtomicscanError,
     CommandError,
@@ -71,63 +70,6 @@ def mount_points(text: str, ids: Sequence[str]) -> dict[str, Path]:
     return found
 
 
-#: The largest image index read directly; a bigger one is listed through the CLI.
-MAX_INDEX_BYTES = 256 * 1024 * 1024
-_IMAGE_ID = re.compile(r"[0-9a-f]{64}")
-
-
-@dataclass(frozen=True)
-class StoreFacts:
-    """Where podman keeps its image index, and how many images podman counts."""
-
-    index: Path
-    images: int
-
-
-def store_facts(text: str) -> StoreFacts | None:
-    """The image index path and image count from ``podman info``'s ``.Store`` as JSON."""
-    try:
-        store = json.loads(text or "null")
-    except json.JSONDecodeError:
-        return None
-    if not isinstance(store, dict):
-        return None
-    root, driver = store.get("graphRoot"), store.get("graphDriverName")
-    count = (store.get("imageStore") or {}).get("number") \
-        if isinstance(store.get("imageStore"), dict) else None
-    if not (isinstance(root, str) and root.startswith("/") and isinstance(driver, str)
-            and re.fullmatch(r"[a-z0-9]+", driver) and isinstance(count, int)):
-        return None
-    return StoreFacts(Path(root) / f"{driver}-images" / "images.json", count)
-
-
-def read_image_index(path: Path) -> list[Candidate] | None:
-    """Every image of containers/storage's ``images.json``: its ID and names, or None if
-    the file is missing, too big or not shaped as that index is."""
-    try:
-        with path.open("rb") as handle:
-            data = handle.read(MAX_INDEX_BYTES + 1)
-    except OSError:
-        return None
-    if len(data) > MAX_INDEX_BYTES:
-        return None
-    try:
-        rows = json.loads(data or b"[]")
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return None
-    if not isinstance(rows, list):
-        return None
-    images: list[Candidate] = []
-    for row in rows:
-        image_id = row.get("id") if isinstance(row, dict) else None
-        names = row.get("names") or [] if isinstance(row, dict) else None
-        if not (isinstance(image_id, str) and _IMAGE_ID.fullmatch(image_id)
-                and isinstance(names, list) and all(isinstance(n, str) for n in names)):
-            return None
-        images.append(Candidate(id=image_id, names=tuple(names)))
-    return images
-
-
 def podman_environment() -> dict[str, str]:
     """Extra environment for podman: the host fix-up config, unless the user chose one."""
     conf = host_containers_conf()
@@ -177,6 +119,11 @@ class PodmanRuntime(ListingRuntime):
         self.binary = binary
         self.env = podman_environment()
         self._checked: str | None = None
+        self._store_lock = threading.Lock()
+        #: This run's image index (where it is, its rows by ID), once read.
+        self._store_rows: tuple[podman_store.StoreFacts, dict[str, dict[str, Any]]] | None \
+            = None
+        self._store_read = False
 
     def _podman(self, *args: str, check: bool = True, timeout: float = 300.0
                 ) -> proc.Completed:
@@ -233,17 +180,49 @@ class PodmanRuntime(ListingRuntime):
         in between) falls back to the CLI.
         """
         for _attempt in range(2):
-            result = self._podman("info", "--format", "{{json .Store}}", check=False)
-            store = store_facts(result.stdout) if result.ok else None
+            store = self._store_facts()
+            rows = None if store is None else podman_store.read_index(store.index)
             if store is None:
                 return None
-            listed = read_image_index(store.index)
-            if listed is not None and len(listed) == store.images:
-                return listed
+            if rows is not None and len(rows) == store.images:
+                with self._store_lock:
+                    self._store_rows, self._store_read = (store, rows), True
+                return podman_store.candidates(rows)
             log.info("podman's image index %s disagrees with podman info (%s vs %d images); "
-                     "%s", store.index, "unreadable" if listed is None else len(listed),
+                     "%s", store.index, "unreadable" if rows is None else len(rows),
                      store.images, "reading it again" if _attempt == 0 else "listing instead")
         return None
+
+    def _store_facts(self) -> podman_store.StoreFacts | None:
+        result = self._podman("info", "--format", "{{json .Store}}", check=False)
+        return podman_store.store_facts(result.stdout) if result.ok else None
+
+    def _new_run(self) -> None:
+        super()._new_run()
+        with self._store_lock:
+            self._store_rows, self._store_read = None, False
+
+    def _image_inspects_from_store(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Image inspects read from the storage (see :mod:`podman_store`) for the IDs it can
+        answer; the rest is left to ``podman image inspect``."""
+        with self._store_lock:
+            if not self._store_read:
+                store = self._store_facts()
+                rows = None if store is None else podman_store.read_index(store.index)
+                self._store_rows = None if store is None or rows is None else (store, rows)
+                self._store_read = True
+            known = self._store_rows
+        if known is None:
+            return {}
+        store, rows = known
+        found: dict[str, dict[str, Any]] = {}
+        for image_id in ids:
+            row = rows.get(image_id)
+            inspect = None if row is None else podman_store.inspect_from_store(
+                store.images_dir, row)
+            if inspect is not None:
+                found[image_id] = inspect
+        return found
 
     def _images_from_cli(self) -> list[Candidate]:
         try:
@@ -260,6 +239,13 @@ class PodmanRuntime(ListingRuntime):
         ]
 
     def _inspect_many(self, kind: str, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        found = self._image_inspects_from_store(ids) if kind == "image" else {}
+        rest = [target_id for target_id in ids if target_id not in found]
+        if rest:
+            found.update(self._inspect_with_cli(kind, rest))
+        return found
+
+    def _inspect_with_cli(self, kind: str, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         # podman prints what it found and exits non-zero when any reference is unknown,
         # so a target removed since it was listed costs only its own entry. After "--" a
         # user's reference can never be taken for an option.

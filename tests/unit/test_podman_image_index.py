@@ -9,9 +9,15 @@ from typing import Any
 
 import pytest
 
-from atomicscan.builtin import podman as podman_module
-from atomicscan.builtin.podman import PodmanRuntime, read_image_index, store_facts
+from atomicscan.builtin import podman_store
+from atomicscan.builtin.podman import PodmanRuntime
+from atomicscan.builtin.podman_store import candidates, read_index, store_facts
 from atomicscan.proc import Completed
+
+
+def read_image_index(path: Path) -> list[tuple[str, tuple[str, ...]]] | None:
+    rows = read_index(path)
+    return None if rows is None else [(c.id, c.names) for c in candidates(rows)]
 
 A, B = "a" * 64, "b" * 64
 
@@ -46,7 +52,7 @@ def test_the_index_gives_ids_and_names(tmp_path: Path) -> None:
                               {"id": B, "layer": "x"}])
     listed = read_image_index(index)
     assert listed is not None
-    assert [(c.id, c.names) for c in listed] == [
+    assert listed == [
         (A, ("localhost/a:1", "localhost/a:latest")), (B, ())]
 
 
@@ -63,7 +69,7 @@ def test_a_missing_or_oversized_index_is_not_used(tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     assert read_image_index(tmp_path / "missing.json") is None
     index = _index(tmp_path, [{"id": A, "names": []}])
-    monkeypatch.setattr(podman_module, "MAX_INDEX_BYTES", 10)
+    monkeypatch.setattr(podman_store, "MAX_INDEX_BYTES", 10)
     assert read_image_index(index) is None
 
 
