@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from atomicscan import rootless
+from atomicscan.boundedread import read_at_most
 from atomicscan.results import ScanResult
 from atomicscan.runtime import Target
 from atomicscan.safejson import JSONRefused, loads_strict
@@ -80,7 +81,7 @@ def _read_trusted(path: Path) -> str | None:
         if not stat.S_ISREG(info.st_mode) or not _trusted(info):
             log.info("cache entry %s ignored: not written by this user alone", path.name)
             return None
-        return handle.read(MAX_ENTRY_BYTES + 1).decode("utf-8", errors="replace")
+        return read_at_most(handle, MAX_ENTRY_BYTES).decode("utf-8", errors="replace")
 
 
 def load(directory: Path, key: str, target: Target) -> ScanResult | None:

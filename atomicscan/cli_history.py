@@ -23,6 +23,7 @@ from rich.table import Table
 from rich.text import Text
 from sqlalchemy import exc as sa_exc
 
+from atomicscan.boundedread import read_at_most
 from atomicscan.errors import ExitCode, UsageError
 from atomicscan.history import queries
 from atomicscan.history.dburl import redacted, resolve_url, scrub
@@ -342,7 +343,7 @@ def _read_report(path: Path) -> Report:
         raise UsageError("not a regular file")
     with os.fdopen(fd, "rb") as stream:
         try:
-            data = stream.read(MAX_REPORT_BYTES + 1)
+            data = read_at_most(stream, MAX_REPORT_BYTES)
         except OSError as exc:
             raise UsageError(f"cannot read: {exc.strerror}") from None
     if len(data) > MAX_REPORT_BYTES:

@@ -11,7 +11,7 @@ import os
 import socket
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from atomicscan import __version__, cache, stamps
 from atomicscan.context import ResultContext
@@ -225,8 +225,13 @@ def write_report(report: Report, results_root: Path, results_dir: Path) -> Repor
     report_file = results_dir / "report.json"
     try:
         share_like_root(results_root, results_dir)
-        write_private(report_file, json.dumps(report.to_json(), indent=2) + "\n",
-                      shared=shared_bits(results_root))
+        document = report.to_json()
+
+        def dump(out: IO[str]) -> None:
+            json.dump(document, out, indent=2)
+            out.write("\n")
+
+        write_private(report_file, dump, shared=shared_bits(results_root))
     except OSError as exc:
         return dataclasses.replace(report, write_error=(
             f"cannot write {report_file}: {exc.strerror or exc}; what was written so far "

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
+from typing import IO
 
 from atomicscan import rootless, stamps
 from atomicscan.errors import AtomicscanError, UsageError
@@ -168,12 +170,17 @@ def share_like_root(root: Path, run_dir: Path) -> None:
                 path.chmod(mode)
 
 
-def write_private(path: Path, text: str, *, shared: int = 0) -> None:
+def write_private(path: Path, text: str | Callable[[IO[str]], None], *,
+                  shared: int = 0) -> None:
     """Write ``path`` (a new file, never through a symlink) readable by its owner, and by
-    the group when ``shared`` has its read bit."""
+    the group when ``shared`` has its read bit. ``text`` is the content, or a function that
+    writes it to the open file (a big report streamed, not built as one string first)."""
     mode = 0o600 | (shared & 0o040)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
                  mode)
     with os.fdopen(fd, "w", encoding="utf-8") as out:
         os.fchmod(out.fileno(), mode)
-        out.write(text)
+        if callable(text):
+            text(out)
+        else:
+            out.write(text)

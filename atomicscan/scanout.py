@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from atomicscan.boundedread import read_at_most
 from atomicscan.safejson import JSONRefused, loads_strict
 
 #: The per-target JSON document a scanner writes, as in atomic scan.
@@ -102,7 +103,7 @@ def _read_regular(path: Path, limit: int) -> bytes:
             raise _Refused(f"{path.name} is not a regular file")
         if info.st_size > limit:
             raise _Refused(f"{path.name} is {info.st_size} bytes, over the {limit}-byte limit")
-        data = handle.read(limit + 1)
+        data = read_at_most(handle, limit)
     if len(data) > limit:
         raise _Refused(f"{path.name} is over the {limit}-byte limit")
     return data

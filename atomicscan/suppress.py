@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
+from atomicscan.boundedread import read_at_most
 from atomicscan.errors import AtomicscanError, ExitCode
 from atomicscan.results import Finding, Report, ScanResult
 from atomicscan.safetext import printable
@@ -309,7 +310,7 @@ def _read(path: Path) -> bytes:
         if not stat.S_ISREG(info.st_mode) and os.path.realpath(path) != os.devnull:
             raise IgnoreFileError(path, None, "not a regular file")
         with os.fdopen(os.dup(fd), "rb") as handle:
-            data = handle.read(MAX_FILE_BYTES + 1)
+            data = read_at_most(handle, MAX_FILE_BYTES)
     except OSError as exc:
         raise IgnoreFileError(path, None, f"cannot read: {exc.strerror}") from None
     finally:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from atomicscan.boundedread import read_at_most
 from atomicscan.targets import Candidate
 
 #: The largest image index read directly; a bigger one is listed through the CLI.
@@ -62,15 +63,16 @@ def store_facts(text: str) -> StoreFacts | None:
 def _read(path: Path, limit: int) -> bytes | None:
     try:
         with path.open("rb") as handle:
-            data = handle.read(limit + 1)
+            data = read_at_most(handle, limit)
     except OSError:
         return None
     return data if len(data) <= limit else None
 
 
 def read_index(path: Path) -> dict[str, dict[str, Any]] | None:
-    """The rows of containers/storage's ``images.json`` by image ID, or None if the file is
-    missing, too big or not shaped as that index is."""
+    """The rows of containers/storage's ``images.json`` by image ID, with what a scan uses
+    of them (``id``, ``names``, ``digest``, ``digests``: the rest would cost megabytes on a
+    big host), or None if the file is missing, too big or not shaped as that index is."""
     data = _read(path, MAX_INDEX_BYTES)
     if data is None:
         return None
@@ -88,7 +90,7 @@ def read_index(path: Path) -> dict[str, dict[str, Any]] | None:
                 and _IMAGE_ID.fullmatch(image_id) and isinstance(names, list)
                 and all(isinstance(n, str) for n in names)):
             return None
-        by_id[image_id] = row
+        by_id[image_id] = {"id": image_id, "names": names, "digests": _digests(row)}
     return by_id
 
 
@@ -107,7 +109,8 @@ def _repository(name: str) -> str:
 
 
 def _digests(row: dict[str, Any]) -> list[str]:
-    found = [row.get("digest"), *(row.get("digests") or [])]
+    listed = row.get("digests")
+    found = [row.get("digest"), *(listed if isinstance(listed, list) else [])]
     return list(dict.fromkeys(d for d in found if isinstance(d, str) and _DIGEST.fullmatch(d)))
 
 
@@ -133,7 +136,7 @@ def inspect_from_store(images_dir: Path, row: dict[str, Any]) -> dict[str, Any] 
     config = {key: value for key, value in (config or {}).items()
               if value not in (None, "", [], {})}
     names = [str(n) for n in row.get("names") or ()]
-    digests = _digests(row)
+    digests = [str(d) for d in row.get("digests") or ()]
     repo_digests = list(dict.fromkeys(f"{_repository(n)}@{d}" for n in names for d in digests))
     inspect: dict[str, Any] = {
         "Id": image_id,
