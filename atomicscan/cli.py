@@ -162,7 +162,8 @@ def _setup_logging(verbose: bool, debug: bool) -> None:
 @click.option("-j", "--jobs", type=click.IntRange(min=1), metavar="N",
               help="Batches scanned at once [default: twice the cores, 2 to 8].")
 @click.option("--batch-size", type=click.IntRange(min=1), metavar="N",
-              help="Targets per scanner container [default: 8].")
+              help="Targets per scanner container [default: 8, more on a run of over "
+                   "32 targets per job, up to 64].")
 @click.option("--no-cache", is_flag=True,
               help="Rescan images even when an identical scan's result is cached.")
 @click.option("--keep", type=click.IntRange(min=1), metavar="N",

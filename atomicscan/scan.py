@@ -169,7 +169,8 @@ class ScanRun:
         return make_plan(resolution.groups, self.scanner, self.scan_type, scanner_ids,
                          cache_root, scanner_args=self.request.scanner_args,
                          use_cache=self.request.use_cache, remediate=self.request.remediate,
-                         batch_size=self.request.batch_size)
+                         batch_size=self.request.batch_size,
+                         jobs=self.request.jobs or default_jobs())
 
     def run_batches(self, plan: Plan, results_dir: Path) -> list[ScanResult]:
         """Fresh results of the plan's batches, under a run state of their own."""

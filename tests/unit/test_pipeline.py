@@ -25,7 +25,7 @@ from atomicscan.errors import (
     UsageError,
 )
 from atomicscan.hookspecs import hookimpl
-from atomicscan.plan import Batch, make_plan, scanner_image_ids
+from atomicscan.plan import Batch, auto_batch_size, make_plan, scanner_image_ids
 from atomicscan.plugins import Plugins
 from atomicscan.proc import Completed
 from atomicscan.request import ScanRequest
@@ -280,6 +280,24 @@ def test_batches_cut_each_runtime_s_targets_and_count_from_one(tmp_path: Path) -
         ("podman", ["a", "b"], 1), ("podman", ["c", "d"], 2), ("podman", ["e"], 3),
         ("docker", ["f"], 4)]
     assert plan.cached == []
+
+
+@pytest.mark.parametrize(("targets", "jobs", "size"), [
+    (1, 4, 8), (100, 4, 8), (250, 4, 16), (500, 4, 32), (1000, 4, 63), (5000, 4, 64),
+    (1000, 8, 32), (1000, 1, 64)])
+def test_a_big_run_gets_bigger_batches_when_no_size_is_given(
+    tmp_path: Path, targets: int, jobs: int, size: int
+) -> None:
+    assert auto_batch_size(targets, jobs) == size
+    podman = FakeRuntime("podman")
+    groups = _groups((podman, [image(f"i{n}") for n in range(targets)]))
+    plan = make_plan(groups, scanner(), "check", scanner_image_ids(groups, scanner()),
+                     tmp_path, scanner_args={}, jobs=jobs)
+    assert max(len(b.targets) for b in plan.batches) == min(size, targets)
+    assert sum(len(b.targets) for b in plan.batches) == targets
+    given = make_plan(groups, scanner(), "check", scanner_image_ids(groups, scanner()),
+                      tmp_path, scanner_args={}, jobs=jobs, batch_size=3)
+    assert max(len(b.targets) for b in given.batches) == min(3, targets)
 
 
 def test_a_missing_scanner_image_stops_the_run_with_the_build_hint() -> None:
