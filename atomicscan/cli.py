@@ -180,6 +180,10 @@ def _setup_logging(verbose: bool, debug: bool) -> None:
 @click.option("--allow-host-rootfs", is_flag=True,
               help="Allow --rootfs / (the host's own root, secrets included); refused "
                    "without it.")
+@click.option("--allow-rlimits-only", is_flag=True,
+              help="As a user on a host that doesn't delegate cgroup v2 memory and pids "
+                   "controllers to you (see atomicscan doctor), scan anyway with per-process "
+                   "rlimits only; refused without it.")
 @click.option("--output-dir", "--output_dir", type=click.Path(path_type=Path), metavar="DIR",
               help="Base directory for results [default: /var/lib/atomicscan; for a user, "
                    "$XDG_DATA_HOME/atomicscan]; results go to DIR/<scanner>/<timestamp>/.")
@@ -231,7 +235,8 @@ def scan(targets: tuple[str, ...], runtime: str | None, all_images: bool,
          batch_size: int | None, no_cache: bool, keep: int | None, max_age: float | None,
          scanner: str | None,
          scan_type: str | None, scanner_args: str | None, rootfs: tuple[Path, ...],
-         allow_host_rootfs: bool, output_dir: Path | None, timeout: float | None,
+         allow_host_rootfs: bool, allow_rlimits_only: bool, output_dir: Path | None,
+         timeout: float | None,
          memory: int | None, remediate: bool, trusted: tuple[str, ...], as_json: bool,
          outputs: tuple[str, ...], fail_on: str, ignore_file: Path | None,
          severities: str | None, db_url: str | None, no_history: bool, list_scanners: bool,
@@ -261,7 +266,8 @@ def scan(targets: tuple[str, ...], runtime: str | None, all_images: bool,
         images=all_images or everything, containers=all_containers or everything,
         include_dangling=include_dangling, jobs=jobs, batch_size=batch_size,
         use_cache=not no_cache, keep=keep, max_age_days=max_age,
-        allow_host_rootfs=allow_host_rootfs, trusted_scanners=trusted, memory_bytes=memory,
+        allow_host_rootfs=allow_host_rootfs, allow_rlimits_only=allow_rlimits_only,
+        trusted_scanners=trusted, memory_bytes=memory,
         ignores=_ignores(ignore_file),
         plugin_options={"history.db": db_url} if db_url else {},
     )

@@ -146,24 +146,19 @@ def user_namespace_checks(etc: Path = Path("/etc")) -> list[Check]:
         f"XDG_RUNTIME_DIR {'is not set' if directory is None else f'{directory} is not yours'}",
         f"log in with a session (su and sudo don't make one), or: sudo loginctl "
         f"enable-linger {login}; export XDG_RUNTIME_DIR=/run/user/{uid}"))
-    checks.append(_limits_check(uid))
+    checks.append(_limits_check())
     return checks
 
 
-def _limits_check(uid: int) -> Check:
+def _limits_check() -> Check:
     """Whether the scanner's cgroup limits apply to a user's scans, or only rlimits."""
-    delegated = Path(f"/sys/fs/cgroup/user.slice/user-{uid}.slice/user@{uid}.service/"
-                     "cgroup.controllers")
-    try:
-        controllers = set(delegated.read_text(encoding="ascii").split())
-    except OSError:
-        controllers = set()
-    if {"memory", "pids"} <= controllers:
+    if rootless.cgroup_limits_apply():
         return Check("resource limits", True, "cgroup v2 controllers are delegated to you: "
                      "memory, pids and CPU limits apply to your scanners")
     return Check("resource limits", True,
-                 "no cgroup controllers are delegated to you (cgroups v1, or v2 without "
-                 "delegation): your scanners are bounded by rlimits (processes, memory per "
-                 "process, CPU seconds), not by a memory limit for the whole scanner",
+                 "no cgroup memory and pids controllers are delegated to you (cgroups v1, or "
+                 "v2 without delegation): a scanner's memory can't be bounded as a whole, "
+                 "only per process (shared memory not at all), so scans are refused unless "
+                 "given --allow-rlimits-only",
                  "boot with cgroups v2 (systemd.unified_cgroup_hierarchy=1) and log in "
                  "through systemd-logind", warn=True)

@@ -42,6 +42,9 @@ class ScanRequest:
     max_age_days: float | None = None
     allow_host_rootfs: bool = False
     """``--rootfs /`` scans the whole host, secrets included: only when asked for by name."""
+    allow_rlimits_only: bool = False
+    """A user's scan on a host that can't bound the scanner's memory as a whole (no
+    delegated cgroup controllers) runs with per-process rlimits only: when asked for."""
     trusted_scanners: tuple[str, ...] = ()
     """Scanners that are not built in whose fix scripts ``--remediate`` may run."""
     memory_bytes: int | None = None

@@ -122,6 +122,19 @@ def state_home() -> Path:
     return base / "atomicscan"
 
 
+def cgroup_limits_apply() -> bool:
+    """Whether rootless podman can bound a user's scanner as a whole: the host delegates the
+    cgroup v2 memory and pids controllers to the user (systemd does on cgroups v2)."""
+    uid = host_uid()
+    delegated = Path(f"/sys/fs/cgroup/user.slice/user-{uid}.slice/user@{uid}.service/"
+                     "cgroup.controllers")
+    try:
+        controllers = set(delegated.read_text(encoding="ascii").split())
+    except OSError:
+        return False
+    return {"memory", "pids"} <= controllers
+
+
 def needs_join() -> bool:
     """Whether this process must join podman's namespaces before it can scan."""
     return os.geteuid() != 0 and not in_user_namespace()

@@ -16,7 +16,16 @@ import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from atomicscan import cache, cleanup, collect, hostpaths, retention, stamps, suppress
+from atomicscan import (
+    cache,
+    cleanup,
+    collect,
+    hostpaths,
+    retention,
+    rootless,
+    stamps,
+    suppress,
+)
 from atomicscan.batch import (
     DEFAULT_SCANOUT_BYTES,
     HOST_FILE_MAX_BYTES,
@@ -116,10 +125,22 @@ class ScanRun:
         self.timeout = check_timeout(request.timeout)
         self.cancel = threading.Event()
 
+    def check_rootless_limits(self) -> None:
+        """A user's scanner gets cgroup limits only where the host delegates them; elsewhere
+        its memory is bounded per process only, which the user must accept by name."""
+        if rootless.rootless() and not self.request.allow_rlimits_only \
+                and not rootless.cgroup_limits_apply():
+            raise UsageError(
+                "as a user on this host a scanner's memory can't be limited as a whole (no "
+                "cgroup v2 memory and pids controllers are delegated to you); add "
+                "--allow-rlimits-only to scan with per-process limits only "
+                "(docs/rootless.md#limits)")
+
     def execute(self) -> Report:
         """The run, step by step; nothing is mounted before every check has passed."""
         started = stamps.iso_stamp()
         self.host.require_root()
+        self.check_rootless_limits()
         self.check_host_files()
         self.check_remediate_trust()
         root = results_root(self.request.output_dir)

@@ -17,6 +17,14 @@ side in one run.
     containerd, end to end, a new process each time; all three must report the same
     packages (every field of every package, and the OS), or the benchmark fails.
 (c) Fixed costs of each runtime's CLI that those numbers contain.
+(d) Rootless next to rootful (issue 16): ``atomicscan --scanner packages --json --no-cache``
+    (i) of the Debian image and (ii) of every test image, run by root (this checkout's
+    atomicscan) and by a throwaway user (tests/rootless_user.py: rootless podman, atomicscan
+    as scripts/install installs it, the test images and the scanner copied into its storage,
+    XDG_RUNTIME_DIR /run/user/UID as a login session has it). For (ii) the user runs
+    ``--images`` (its storage holds exactly those six images) and root is given the same six
+    names. Both sides must report the same OS and packages for every image, or it fails.
+    ``--only rootless`` runs (d) alone, without dockerd or containerd.
 
 docker is a PRIVATE dockerd started for the run (tests/dockerd.py, name
 ``atomicscan-bench-docker``: its own data root, socket and exec root, no host network
@@ -31,10 +39,11 @@ minima and maxima of N repetitions are printed, with ratios of the medians.
 
 Run it as root from the repository:
 
-    sudo .venv/bin/python bench/bench_runtimes.py [--repeat N] [--markdown]
+    sudo .venv/bin/python bench/bench_runtimes.py [--repeat N] [--markdown] [--only PART]
 
 Everything it sets up (mounts, containers, ``ctr images mount`` snapshots, temporary trees,
-the private dockerd and containerd and their data roots) is taken down before it exits, also
+the private dockerd and containerd and their data roots, the throwaway user with its
+processes, files and /run/user/UID) is taken down before it exits, also
 on Ctrl-C or SIGTERM; ``--keep-docker-data`` keeps dockerd's data root (and the images loaded
 into it) for a faster next run.
 """
@@ -44,9 +53,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import hashlib
 import json
 import os
 import platform
+import pwd
 import shutil
 import signal
 import subprocess
@@ -93,6 +104,9 @@ RUNTIMES = ("podman", "docker", "containerd")
 #: The two runtimes compared with podman, the reference.
 OTHERS = ("docker", "containerd")
 METHODS = ("MOUNT", "EXPORT")
+#: The parts, in the order they run: (a), (b) and (c) need the private daemons, (d) not.
+PARTS = ("rootfs", "scans", "fixed", "rootless")
+DAEMON_PARTS = frozenset(PARTS[:3])
 
 
 @dataclass(frozen=True)
@@ -130,7 +144,7 @@ def _stop(child: subprocess.Popen[Any]) -> None:
 
 
 def run(argv: Sequence[str | Path], *, env: Mapping[str, str] | None = None,
-        capture: bool = False, check: bool = True) -> Done:
+        capture: bool = False, check: bool = True, cwd: Path | None = None) -> Done:
     """Run ``argv`` and time it; stdout is kept only with ``capture``.
 
     Without ``env`` the child gets this process's environment, which carries CONTAINERS_CONF
@@ -139,7 +153,7 @@ def run(argv: Sequence[str | Path], *, env: Mapping[str, str] | None = None,
     command = [str(part) for part in argv]
     started = time.perf_counter()
     with subprocess.Popen(command, env=dict(env) if env is not None else None, text=True,
-                          stdin=subprocess.DEVNULL,
+                          stdin=subprocess.DEVNULL, cwd=cwd,
                           stdout=subprocess.PIPE if capture else subprocess.DEVNULL,
                           stderr=subprocess.PIPE) as child:
         try:
@@ -608,6 +622,249 @@ def bench_fixed_costs(janitor: Janitor, repeat: int) -> dict[str, Samples]:
     return samples
 
 
+# --------------------------------------------------------------------------- (d) rootless
+
+
+#: The test images of (d), all copied into the throwaway user's storage with the scanner.
+ROOTLESS_IMAGES = (
+    ("debian", "localhost/atomicscan-test/debian:bookworm"),
+    ("rpm-sqlite", "localhost/atomicscan-test/rpm-sqlite:latest"),
+    ("rpm-bdb", "localhost/atomicscan-test/rpm-bdb:latest"),
+    ("alpine-like", "localhost/atomicscan-test/alpine-like:latest"),
+    ("debian-purged", "localhost/atomicscan-test/debian-purged:latest"),
+)
+#: Root running this checkout's atomicscan, and the throwaway user running its install.
+SIDES = ("rootful", "rootless")
+#: The same command line on both sides. Every result must say podman: root's run finds no
+#: dockerd or containerd at their default sockets here. On a host without delegated cgroup
+#: controllers (this one) a user's scan runs only with --allow-rlimits-only; root's run
+#: ignores it.
+ROOTLESS_SCAN = ("--scanner", "packages", "--json", "--no-cache", "--allow-rlimits-only")
+
+
+@dataclass
+class SideRuns:
+    """One side (rootful or rootless) of one comparison, over the repetitions."""
+
+    total: Samples = field(default_factory=Samples)
+    #: The scanner containers' span: earliest started_at to latest finished_at.
+    inside: Samples = field(default_factory=Samples)
+    #: image name -> what each run reported for it: (OS, packages), canonical JSON.
+    reports: dict[str, list[str]] = field(default_factory=dict)
+    #: image name -> how many packages it has.
+    packages: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class RootlessResult:
+    debian: dict[str, SideRuns]
+    images: dict[str, SideRuns]
+    #: The names the user's --images covered, and root was given explicitly.
+    image_names: list[str]
+    #: How the sides were set up, for the report.
+    facts: dict[str, str]
+
+
+class Sides:
+    """How each side runs atomicscan: root with this checkout's, in private directories kept
+    for the whole part (as the user's XDG directories are), the user with its install."""
+
+    def __init__(self, janitor: Janitor, atomicscan: Path, user: Any) -> None:
+        home = janitor.scratch("rootful")
+        # Without the private daemons of (a)-(c): root, like the user, scans with podman.
+        inherited = {key: value for key, value in os.environ.items()
+                     if key != "DOCKER_HOST" and not key.startswith("CONTAINERD_")}
+        self.root_env = {**inherited,
+                         "ATOMICSCAN_RESULTS_DIR": str(home / "results"),
+                         "ATOMICSCAN_STATE_DIR": str(home / "state"),
+                         # Not /var/lib/atomicscan/history.db: a history of its own, like
+                         # the user's $XDG_DATA_HOME/atomicscan/history.db.
+                         "ATOMICSCAN_DB": f"sqlite:///{home / 'history.db'}"}
+        self.atomicscan = atomicscan
+        self.user = user
+
+    def scan(self, side: str, args: Sequence[str], runs: SideRuns) -> dict[str, Any]:
+        """One atomicscan run on ``side``, timed end to end; returns its results by target."""
+        if side == "rootful":
+            done = run([self.atomicscan, *ROOTLESS_SCAN, *args], env=self.root_env,
+                       capture=True)
+        else:
+            # setpriv + env -i, then exec: the same process, a few ms of exec on top.
+            done = run(self.user.argv(str(self.user.command), *ROOTLESS_SCAN, *args),
+                       capture=True, cwd=self.user.home)
+        try:
+            results = json.loads(done.stdout)["results"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise BenchError(f"(d) {side} atomicscan {' '.join(args)} gave no JSON report: "
+                             f"{exc}") from exc
+        failed = [r for r in results if not r.get("successful") or r.get("runtime") != "podman"]
+        if not results or failed:
+            raise BenchError(f"(d) {side} atomicscan {' '.join(args)} failed: "
+                             f"{json.dumps(failed or results)[:800]}")
+        by_target: dict[str, Any] = {}
+        for result in results:
+            packages = sorted(result.get("packages") or [],
+                              key=lambda p: json.dumps(p, sort_keys=True))
+            by_target[result["target"]] = result
+            runs.reports.setdefault(result["target"], []).append(
+                json.dumps({"os": result.get("os"), "packages": packages}, sort_keys=True))
+            runs.packages[result["target"]] = len(packages)
+        with contextlib.suppress(KeyError, TypeError, ValueError):
+            runs.inside.add((max(_when(r["finished_at"]) for r in results)
+                             - min(_when(r["started_at"]) for r in results)).total_seconds())
+        runs.total.add(done.seconds)
+        return by_target
+
+
+def code_files(package: Path) -> dict[str, str]:
+    """Each Python file of an atomicscan package with its digest, to tell whether both sides
+    ran the same code (the checkout may change while the benchmark runs; the install is a
+    copy made when the user was)."""
+    return {str(path.relative_to(package)): hashlib.sha256(path.read_bytes()).hexdigest()
+            for path in sorted(package.rglob("*.py"))}
+
+
+def code_digest(files: Mapping[str, str]) -> str:
+    return hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def code_difference(first: Mapping[str, str], second: Mapping[str, str]) -> str:
+    differ = sorted(name for name in set(first) | set(second)
+                    if first.get(name) != second.get(name))
+    return "identical" if not differ else f"differ in {', '.join(differ[:6])}" + (
+        f" and {len(differ) - 6} more" if len(differ) > 6 else "")
+
+
+def installed_package(user: Any) -> Path | None:
+    """The atomicscan package of the user's install (scripts/install's virtualenv)."""
+    found = sorted(user.command.parent.parent.glob("**/site-packages/atomicscan/__init__.py"))
+    return found[0].parent if found else None
+
+
+def user_image_names(user: Any) -> list[str]:
+    """The named images in the user's storage: what its ``--images`` scans."""
+    listed = user.podman("images", "--format", "{{.Repository}}:{{.Tag}}").stdout.split()
+    return sorted(name for name in listed if name != "<none>:<none>")
+
+
+def compare_sides(runs: Mapping[str, SideRuns], names: Sequence[str]) -> dict[str, str]:
+    """Per image: whether every run on both sides reported the same OS and packages."""
+    verdicts = {}
+    for name in names:
+        every = {side: each.reports.get(name, []) for side, each in runs.items()}
+        flat = [report for reports in every.values() for report in reports]
+        if flat and all(every.values()) and all(report == flat[0] for report in flat):
+            verdicts[name] = (f"identical ({runs['rootful'].packages[name]} packages, all "
+                              f"fields, and the OS; {len(flat)} runs)")
+        elif not all(every.values()):
+            verdicts[name] = ("DIFFERENT: not scanned on "
+                              f"{', '.join(side for side, r in every.items() if not r)}")
+        else:
+            counts = ", ".join(f"{side} {each.packages.get(name)}"
+                               for side, each in runs.items())
+            verdicts[name] = f"DIFFERENT: packages {counts}"
+    return verdicts
+
+
+def bench_rootless(janitor: Janitor, atomicscan: Path, user: Any,
+                   repeat: int) -> RootlessResult:
+    """(i) the Debian image, (ii) every test image, rootless next to rootful."""
+    sides = Sides(janitor, atomicscan, user)
+    checkout_before = code_files(REPO / "atomicscan")
+    names = user_image_names(user)
+    expected = sorted({ref for _, ref in ROOTLESS_IMAGES} | {SCANNER_IMAGE})
+    if names != expected:
+        raise BenchError(f"(d) the user's storage holds {names}, not exactly {expected}")
+    debian = ROOTLESS_IMAGES[0][1]
+    # What each side's command line names: the user scans its storage, root the same names.
+    debian_args = {side: [debian] for side in SIDES}
+    images_args = {"rootful": names, "rootless": ["--images"]}
+    single = {side: SideRuns() for side in SIDES}
+    many = {side: SideRuns() for side in SIDES}
+    loads: list[float] = []
+
+    for side in SIDES:  # warm-up: its reports are kept for the package check only
+        sides.scan(side, debian_args[side], single[side])
+        covered = sorted(sides.scan(side, images_args[side], many[side]))
+        if covered != names:
+            raise BenchError(f"(d) {side} {' '.join(images_args[side])} scanned {covered}, "
+                             f"not {names}")
+    for runs in (*single.values(), *many.values()):
+        runs.total.values.clear()
+        runs.inside.values.clear()
+    log("(d) warm-up done")
+    for index in range(repeat):
+        for side in rotated(SIDES, index):
+            sides.scan(side, debian_args[side], single[side])
+        for side in rotated(SIDES, index):
+            sides.scan(side, images_args[side], many[side])
+        loads.append(os.getloadavg()[0])
+        log(f"(d) repetition {index + 1}/{repeat}: debian " + ", ".join(
+            f"{side} {secs(single[side].total.values[-1])} s" for side in SIDES)
+            + f"; {len(names)} images " + ", ".join(
+            f"{side} {secs(many[side].total.values[-1])} s" for side in SIDES))
+    for what, compared, covered in (("debian", single, [debian]), ("images", many, names)):
+        for name, verdict in compare_sides(compared, covered).items():
+            if not verdict.startswith("identical"):
+                raise BenchError(f"(d) {what}: {name}: rootless and rootful differ: {verdict}")
+    facts = rootless_facts(user)
+    package = installed_package(user)
+    installed = code_files(package) if package else {}
+    checkout_after = code_files(REPO / "atomicscan")
+    facts["code (digest of the package's .py files)"] = (
+        f"checkout {code_digest(checkout_before)} at the start, {code_digest(checkout_after)} "
+        f"at the end; the user's install {code_digest(installed)}; checkout at the end and "
+        f"install {code_difference(checkout_after, installed)}")
+    facts["load average (1 min) after each repetition"] = " ".join(f"{v:.2f}" for v in loads)
+    return RootlessResult(single, many, names, facts)
+
+
+def rootless_facts(user: Any) -> dict[str, str]:
+    info = user.podman("info", "--format",
+                       "{{.Host.Security.Rootless}} {{.Store.GraphDriverName}} "
+                       "{{.Host.OCIRuntime.Name}} {{.Host.CgroupsVersion}} "
+                       "{{.Host.CgroupManager}}", check=False).stdout.split()
+    rootless, driver, oci, cgroups, manager = (*info, "?", "?", "?", "?", "?")[:5]
+    cgroupfs = first_line(run, ["stat", "-f", "-c", "%T", "/sys/fs/cgroup"])
+    version = user.atomicscan("--version").stdout.strip() or "?"
+    return {
+        "rootless side": (f"throwaway user {user.name} (uid {user.uid}), {version} as "
+                          "scripts/install installs it; XDG_RUNTIME_DIR "
+                          f"{user.runtime_dir}; podman rootless="
+                          f"{rootless}, {driver} storage, {oci}, cgroups {cgroups} "
+                          f"({manager} manager); /sys/fs/cgroup is {cgroupfs}"),
+        "rootful side": ("root, this checkout's atomicscan; results, state and history in "
+                         "a private directory kept for the whole part"),
+    }
+
+
+@contextlib.contextmanager
+def bench_user(rootless_user: ModuleType, leftovers: list[str]) -> Iterator[Any]:
+    """tests/rootless_user.py's throwaway user, with the test images and the scanner in its
+    podman storage and /run/user/UID as its runtime directory; its context manager kills
+    its processes and removes it afterwards."""
+    images = [*(ref for _, ref in ROOTLESS_IMAGES), SCANNER_IMAGE]
+    elapsed = stopwatch()
+    user = None
+    try:
+        with contextlib.ExitStack() as stack:
+            try:  # only the set-up's failures are the throwaway user's
+                user = stack.enter_context(rootless_user.throwaway_user(images))
+            except (AssertionError, OSError, subprocess.SubprocessError) as exc:
+                raise BenchError(f"throwaway user: {exc}") from exc
+            log(f"throwaway user {user.name} with {len(images)} images after "
+                f"{secs(elapsed())} s")
+            yield user
+    finally:
+        if user is not None:
+            with contextlib.suppress(KeyError):
+                pwd.getpwnam(user.name)
+                leftovers.append(f"user {user.name}")
+            for place in (user.home.parent, user.runtime_dir):
+                if place.exists():
+                    leftovers.append(f"could not remove {place}")
+
+
 # --------------------------------------------------------------------------- machine
 
 
@@ -656,6 +913,18 @@ def ctr_image_size(ref: str) -> str | None:
     return None
 
 
+def other_podmans() -> int:
+    """How many podman processes (other sessions', conmon excluded) run (counted only)."""
+    count = 0
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            with contextlib.suppress(OSError):
+                argv = (entry / "cmdline").read_bytes().split(b"\0")
+                if argv and Path(argv[0].decode(errors="replace")).name == "podman":
+                    count += 1
+    return count
+
+
 def other_dockerds() -> int:
     """How many dockerd processes run besides ours (counted, never touched)."""
     count = 0
@@ -672,25 +941,32 @@ def other_dockerds() -> int:
     return count
 
 
-def image_facts() -> str:
+def image_facts(daemons: bool, rootless: bool) -> str:
+    shown = [*IMAGES, TestImage("packages scanner", SCANNER_IMAGE, has_zoneinfo=False)]
+    if rootless:
+        known = {image.ref for image in shown}
+        shown[-1:-1] = [TestImage(label, ref, has_zoneinfo=False)
+                        for label, ref in ROOTLESS_IMAGES if ref not in known]
     parts = []
-    for image in (*IMAGES, TestImage("packages scanner", SCANNER_IMAGE, has_zoneinfo=False)):
+    for image in shown:
         described = []
-        for binary in ("podman", "docker"):
+        for binary in ("podman", "docker") if daemons else ("podman",):
             done = run([binary, "image", "inspect", "--format",
                         "{{.Size}} {{len .RootFS.Layers}}", image.ref], capture=True,
                        check=False)
             size, _, layers = done.stdout.strip().partition(" ")
             if size.isdigit():
                 described.append(f"{binary} {int(size) / 1e6:.1f} MB")
-        content = ctr_image_size(image.ref)
+        content = ctr_image_size(image.ref) if daemons else None
         if content is not None:
             described.append(f"containerd {content} of content")
         parts.append(f"{image.label} {', '.join(described)}, {layers or '?'} layer(s)")
     return "; ".join(parts)
 
 
-def machine_facts(atomicscan: Path, workdir: Path) -> dict[str, str]:
+def machine_facts(atomicscan: Path, workdir: Path, daemons: bool,
+                  rootless: bool) -> dict[str, str]:
+    """What the run ran on; docker and containerd only when their daemons were started."""
     cpu, memory = cpu_model(), memory_total()
     tmp_fs = first_line(run, ["findmnt", "--noheadings", "--output", "FSTYPE", "--target",
                               str(workdir)])
@@ -701,13 +977,15 @@ def machine_facts(atomicscan: Path, workdir: Path) -> dict[str, str]:
         "memory": memory,
         "kernel": platform.release(),
         **podman_facts(),
-        **docker_facts(),
-        **containerd_facts(),
+        **(docker_facts() if daemons else {}),
+        **(containerd_facts() if daemons else {}),
         "atomicscan": first_line(run, [atomicscan, "--version"]),
         "python": platform.python_version(),
         "temp dir": f"{workdir.parent} ({tmp_fs})",
-        "images (size as each runtime reports it)": image_facts(),
+        "cgroups": first_line(run, ["stat", "-f", "-c", "%T", "/sys/fs/cgroup"]),
+        "images (size as each runtime reports it)": image_facts(daemons, rootless),
         "other dockerd processes running": str(other_dockerds()),
+        "other podman processes running": str(other_podmans()),
         "load average at start": " ".join(f"{v:.2f}" for v in os.getloadavg()),
     }
 
@@ -804,10 +1082,47 @@ def report_scans(scans: Mapping[tuple[str, str], ScanRuns], heading: str,
     return out
 
 
+def report_rootless(result: RootlessResult, heading: str, markdown: bool) -> list[str]:
+    scan = " ".join(ROOTLESS_SCAN)
+    debian = ROOTLESS_IMAGES[0][1]
+    out = [f"\n{heading}(d) Rootless next to rootful: atomicscan {scan}"]
+    out.append(render_table(["what", "value"], list(map(list, result.facts.items())),
+                            markdown))
+    count = len(result.image_names)
+    out.append(f"\n(ii) covers the {count} images of the user's storage (`--images`; the "
+               f"{count - 1} test images and the scanner image); root, whose storage holds "
+               f"more, is given the same {count} names: {', '.join(result.image_names)}.\n")
+    rows = []
+    for label, runs, rootful_args, rootless_args in (
+            ("(i) debian", result.debian, debian, debian),
+            (f"(ii) {count} images", result.images, f"the {count} names", "--images")):
+        for side, args in (("rootful", rootful_args), ("rootless", rootless_args)):
+            rows.append(stat_row(f"{label}: {side} ({args})", runs[side].total))
+        for side in SIDES:
+            rows.append(stat_row(f"{label}: {side}: … of which the scanner containers "
+                                 "(first started_at→last finished_at)", runs[side].inside))
+    out.append(render_table(["what", "median", "min", "max"], rows, markdown))
+    out.append("\nrootless/rootful, ratio of medians, and the reports compared:\n")
+    rows = []
+    for label, runs, names in (("(i) debian", result.debian, [debian]),
+                               (f"(ii) {count} images", result.images, result.image_names)):
+        verdicts = compare_sides(runs, names)
+        same = all(v.startswith("identical") for v in verdicts.values())
+        rows.append([label, ratio(runs["rootless"].total, runs["rootful"].total),
+                     ratio(runs["rootless"].inside, runs["rootful"].inside),
+                     (f"identical for all {len(names)} images "
+                      f"({sum(runs['rootful'].packages[n] for n in names)} packages)"
+                      if same and len(names) > 1 else
+                      "; ".join(f"{n}: {v}" for n, v in verdicts.items()))])
+    out.append(render_table(["what", "end to end", "scanner containers", "package lists"],
+                            rows, markdown))
+    return out
+
+
 def report(facts: Mapping[str, str], repeat: int, rootfs: RootfsResult | None,
            scans: Mapping[tuple[str, str], ScanRuns] | None,
-           fixed: Mapping[str, Samples] | None, leftovers: Sequence[str],
-           markdown: bool) -> str:
+           fixed: Mapping[str, Samples] | None, rootless: RootlessResult | None,
+           leftovers: Sequence[str], markdown: bool) -> str:
     heading = "### " if markdown else "== "
     out = [f"{heading}Machine",
            render_table(["what", "value"], [[k, v] for k, v in facts.items()], markdown),
@@ -821,6 +1136,8 @@ def report(facts: Mapping[str, str], repeat: int, rootfs: RootfsResult | None,
         out.append(f"\n{heading}(c) Fixed costs of each runtime's CLI")
         out.append(render_table(["what", "median", "min", "max"],
                                 [stat_row(name, s) for name, s in fixed.items()], markdown))
+    if rootless is not None:
+        out += report_rootless(rootless, heading, markdown)
     out.append("\nLeft behind: " + ("; ".join(leftovers) if leftovers else "nothing") + ".")
     return "\n".join(out)
 
@@ -828,17 +1145,18 @@ def report(facts: Mapping[str, str], repeat: int, rootfs: RootfsResult | None,
 # --------------------------------------------------------------------------- private dockerd
 
 
-def load_test_helpers() -> tuple[ModuleType, ModuleType, ModuleType]:
-    """tests/dockerd.py, tests/containerd.py and tests/helpers.py, the same code the real
-    test tier uses."""
+def load_test_helpers() -> tuple[ModuleType, ModuleType, ModuleType, ModuleType]:
+    """tests/dockerd.py, tests/containerd.py, tests/helpers.py and tests/rootless_user.py,
+    the same code the real test tier uses."""
     tests = str(REPO / "tests")
     if tests not in sys.path:
         sys.path.insert(0, tests)
     import containerd
     import dockerd
     import helpers
+    import rootless_user
 
-    return dockerd, containerd, helpers
+    return dockerd, containerd, helpers, rootless_user
 
 
 @contextlib.contextmanager
@@ -937,12 +1255,21 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--skip-rootfs", action="store_true", help="leave out (a)")
     parser.add_argument("--skip-scans", action="store_true", help="leave out (b)")
     parser.add_argument("--skip-fixed", action="store_true", help="leave out (c)")
+    parser.add_argument("--skip-rootless", action="store_true", help="leave out (d)")
+    parser.add_argument("--only", action="append", choices=PARTS, metavar="PART",
+                        help="run only this part (repeatable): rootfs (a), scans (b), "
+                             "fixed (c) or rootless (d); dockerd and containerd are started "
+                             "only for (a), (b) and (c)")
     parser.add_argument("--keep-docker-data", action="store_true",
                         help=f"keep /var/lib/{DOCKERD_NAME} (the loaded images) for the next "
                              "run; by default it is removed")
     args = parser.parse_args(argv)
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
+    skipped = {part for part in PARTS if getattr(args, f"skip_{part}")}
+    if args.only and skipped & set(args.only):
+        parser.error("--only and --skip- name the same part")
+    args.parts = set(args.only) if args.only else set(PARTS) - skipped
     return args
 
 
@@ -956,8 +1283,11 @@ def find_atomicscan() -> Path:
     return Path(found)
 
 
-def require_images() -> None:
-    missing = [ref for ref in (*(i.ref for i in IMAGES), SCANNER_IMAGE)
+def require_images(parts: set[str]) -> None:
+    wanted = [*(i.ref for i in IMAGES), SCANNER_IMAGE]
+    if "rootless" in parts:
+        wanted += [ref for _, ref in ROOTLESS_IMAGES if ref not in wanted]
+    missing = [ref for ref in wanted
                if run(["podman", "image", "exists", ref], check=False).returncode != 0]
     if missing:
         raise BenchError(f"missing image(s) {', '.join(missing)} in root's podman storage; "
@@ -966,17 +1296,19 @@ def require_images() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    daemons = bool(args.parts & DAEMON_PARTS)
     if os.geteuid() != 0:
-        print("bench_runtimes: run as root (it mounts image root filesystems and starts a "
-              "dockerd)", file=sys.stderr)
+        print("bench_runtimes: run as root (it mounts image root filesystems, starts a "
+              "dockerd and makes a throwaway user)", file=sys.stderr)
         return 2
-    if any(shutil.which(tool) is None for tool in ("docker", "dockerd", "containerd", "ctr")):
+    if daemons and any(shutil.which(tool) is None
+                       for tool in ("docker", "dockerd", "containerd", "ctr")):
         print("bench_runtimes: docker, dockerd, containerd and ctr are needed (scripts/setup "
               "installs them)", file=sys.stderr)
         return 2
     signal.signal(signal.SIGTERM, _on_sigterm)
     sys.path.insert(0, str(REPO))  # atomicscan from this checkout, as the venv has it
-    dockerd, containerd, helpers = load_test_helpers()
+    dockerd, containerd, helpers, rootless_user = load_test_helpers()
     podman_env = helpers.podman_env()
     # Every podman call from here on, ours and atomicscan's, sees the project's configuration.
     os.environ.update({k: v for k, v in podman_env.items() if k == "CONTAINERS_CONF"})
@@ -985,32 +1317,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="bench-runtimes-"))
     janitor = Janitor(workdir)
     leftovers: list[str] = []
-    rootfs = scans = fixed = None
+    rootfs = scans = fixed = rootless = None
     try:
         atomicscan = find_atomicscan()
-        require_images()
-        with bench_dockerd(dockerd, podman_env, args.keep_docker_data, leftovers), \
-                bench_containerd(containerd, podman_env, leftovers):
+        require_images(args.parts)
+        with contextlib.ExitStack() as stack:
+            if daemons:
+                stack.enter_context(bench_dockerd(dockerd, podman_env, args.keep_docker_data,
+                                                  leftovers))
+                stack.enter_context(bench_containerd(containerd, podman_env, leftovers))
             from atomicscan.builtin.containerd import ContainerdRuntime
             from atomicscan.builtin.docker import DockerRuntime
             from atomicscan.builtin.podman import PodmanRuntime
             from atomicscan.errors import AtomicscanError
 
             # Made here: each reads its environment (DOCKER_HOST, CONTAINERD_*) when made.
-            runtimes = {"podman": PodmanRuntime(), "docker": DockerRuntime(),
-                        "containerd": ContainerdRuntime()}
+            runtimes: dict[str, Any] = {"podman": PodmanRuntime()}
+            if daemons:
+                runtimes.update({"docker": DockerRuntime(), "containerd": ContainerdRuntime()})
             try:
                 for runtime in runtimes.values():
                     runtime.check()
             except AtomicscanError as exc:
                 raise BenchError(str(exc)) from exc
-            facts = machine_facts(atomicscan, workdir)
+            facts = machine_facts(atomicscan, workdir, daemons, "rootless" in args.parts)
+            # Entered last, so taken down first: the user's processes go before the daemons.
+            user = (stack.enter_context(bench_user(rootless_user, leftovers))
+                    if "rootless" in args.parts else None)
             try:
-                if not args.skip_rootfs:
+                if "rootfs" in args.parts:
                     rootfs = bench_rootfs(janitor, runtimes, args.repeat)
-                if not args.skip_scans:
+                if "scans" in args.parts:
                     scans = bench_scans(janitor, atomicscan, args.repeat)
-                if not args.skip_fixed:
+                if "fixed" in args.parts:
                     try:
                         fixed = bench_fixed_costs(janitor, args.repeat)
                     except BenchError as exc:
@@ -1018,6 +1357,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         # removal can fail a concurrent `podman images --all`).
                         log(f"(c) left out: {exc}")
                         facts["(c) fixed costs"] = f"left out, a probe failed: {exc}"
+                if user is not None:
+                    rootless = bench_rootless(janitor, atomicscan, user, args.repeat)
             finally:
                 # While both daemons are still up: docker containers and ctr's mount
                 # snapshots are removed through them.
@@ -1034,7 +1375,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             leftovers.extend(janitor.close())
         for problem in leftovers:
             log(f"left behind: {problem}")
-    print(report(facts, args.repeat, rootfs, scans, fixed, leftovers, args.markdown))
+    print(report(facts, args.repeat, rootfs, scans, fixed, rootless, leftovers,
+                 args.markdown))
     return 0
 
 

@@ -1,7 +1,8 @@
 """A throwaway user with rootless podman, for the rootless tests and the rootless benchmark.
 
 The user is made the way an administrator would (``useradd``, subordinate IDs, a runtime
-directory, overlay storage), gets atomicscan as ``scripts/install`` installs it for a host
+directory at /run/user/UID as a login session makes it, overlay storage), gets atomicscan
+as ``scripts/install`` installs it for a host
 (non-editable, world-readable), and gets the test images copied into its own storage (root
 built them; the user can't run debootstrap). On exit every process of the user is killed,
 which takes podman's namespaces and every mount in them along; then the user, its
@@ -205,8 +206,11 @@ def throwaway_user(images: Sequence[str]) -> Iterator[RootlessUser]:
             subprocess.run(["usermod", "--add-subuids", span, "--add-subgids", span, name],
                            check=True, capture_output=True, text=True)
         entry = pwd.getpwnam(name)
-        runtime_dir = base / "run"
-        runtime_dir.mkdir(mode=0o700)
+        # Where a login session puts it. A longer path (over 50 characters for podman's run
+        # root) makes podman 4.3's container cleanup refuse, and every `podman run` wait 20 s.
+        runtime_dir = Path("/run/user") / str(entry.pw_uid)
+        shutil.rmtree(runtime_dir, ignore_errors=True)  # a deleted user's, of the same uid
+        runtime_dir.mkdir(mode=0o700, parents=True)
         os.chown(runtime_dir, entry.pw_uid, entry.pw_gid)
         user = RootlessUser(name, entry.pw_uid, entry.pw_gid, home, runtime_dir,
                             _install(base))
@@ -219,7 +223,9 @@ def throwaway_user(images: Sequence[str]) -> Iterator[RootlessUser]:
         yield user
     finally:
         if created:
-            _kill_everything_of(pwd.getpwnam(name).pw_uid)
+            uid = pwd.getpwnam(name).pw_uid
+            _kill_everything_of(uid)
+            shutil.rmtree(Path("/run/user") / str(uid), ignore_errors=True)
             subprocess.run(["userdel", "--remove", name], check=False, capture_output=True)
             for path in ("/etc/subuid", "/etc/subgid"):
                 _drop_lines_of(Path(path), name)

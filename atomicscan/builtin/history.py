@@ -16,6 +16,7 @@ import shlex
 import threading
 from collections.abc import Mapping
 
+from atomicscan import rootless
 from atomicscan.context import RunContext
 from atomicscan.errors import AtomicscanError
 from atomicscan.hookspecs import hookimpl
@@ -65,7 +66,9 @@ def _import_store() -> None:
 def _preload() -> None:
     """Import the store (SQLAlchemy, the schema: a quarter of a second) in the background
     while the scanners run, so a run's recording costs its database work only."""
-    if _preloading:
+    if _preloading or rootless.needs_join():
+        # A user's run joins podman's user namespace after its runtimes are known, which
+        # the kernel allows only while the process has a single thread.
         return
     thread = threading.Thread(target=_import_store, name="history-preload", daemon=True)
     _preloading.append(thread)

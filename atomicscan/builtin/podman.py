@@ -47,6 +47,8 @@ log = logging.getLogger(__name__)
 INSPECT_CHUNK = 200
 #: Open files per scanner process when it runs rootless (root's runs take the host's).
 NOFILE_LIMIT = 1024
+#: Stack of each rootless scanner process (the usual default, made hard).
+STACK_LIMIT = 8 * 1024 * 1024
 #: How podman mounts each kind of target, as journal records name it.
 MOUNT_ACTIONS = {"image": "image-mount", "container": "container-mount"}
 
@@ -82,11 +84,13 @@ def rootless_limits(container: ScannerContainer) -> list[str]:
     --memory, --pids-limit and --cpu-shares, so the kernel's rlimits bound it instead.
 
     ``nproc`` counts the processes of the scanner's (subordinate) uid, ``data`` caps each
-    process's heap and anonymous memory, ``cpu`` the CPU seconds each may burn.
+    process's heap and private anonymous memory, ``stack`` its stack (not counted in
+    ``data``), ``cpu`` the CPU seconds each may burn. Shared memory is not bounded this
+    way: such a scan runs only when the user asks for it (``--allow-rlimits-only``).
     """
     memory = str(container.memory_bytes)
     limits = [f"nproc={PIDS_LIMIT}:{PIDS_LIMIT}", f"data={memory}:{memory}",
-              f"nofile={NOFILE_LIMIT}:{NOFILE_LIMIT}"]
+              f"stack={STACK_LIMIT}:{STACK_LIMIT}", f"nofile={NOFILE_LIMIT}:{NOFILE_LIMIT}"]
     if container.timeout is not None:
         seconds = max(1, math.ceil(container.timeout))
         limits.append(f"cpu={seconds}:{seconds}")

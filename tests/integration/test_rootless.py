@@ -80,6 +80,8 @@ for d in /scanin/*; do
 done
 """
 SLEEPER = "sleep 300"
+#: This host has cgroups v1: a user's scan runs only with per-process limits, when asked.
+RLIMITS = ("--allow-rlimits-only",)
 
 
 def _scanner(user: RootlessUser, name: str, script: str) -> None:
@@ -144,7 +146,7 @@ def test_inventories_of_the_users_images_and_container_are_exact(
     container = f"rl-{os.getpid()}"
     user.podman("create", "--name", container, RPM_SQLITE, "/true")
     try:
-        run = user.atomicscan("--scanner", "packages", "--json", "--no-cache", DEBIAN,
+        run = user.atomicscan(*RLIMITS, "--scanner", "packages", "--json", "--no-cache", DEBIAN,
                               RPM_SQLITE, RPM_BDB, ALPINE, USER_BUILT, container)
     finally:
         user.podman("rm", "--force", container)
@@ -180,7 +182,7 @@ def test_the_scanner_is_locked_down_and_cannot_write_the_target(
               "podman image unmount " + ALPINE + " >/dev/null")
     before = user.podman("unshare", "sh", "-c", digest).stdout
 
-    run = user.atomicscan("--scanner", "probe", "--json", ALPINE, "--memory", "512m")
+    run = user.atomicscan(*RLIMITS, "--scanner", "probe", "--json", ALPINE, "--memory", "512m")
 
     assert run.returncode == 0, run.stderr
     probe = results_of(run)[ALPINE]["custom"]
@@ -202,7 +204,7 @@ def test_a_scanner_cannot_take_more_memory_or_processes_than_its_limits(
     # cgroups v1 here: rootless podman ignores --memory and --pids-limit; rlimits hold.
     _scanner(user, "exhaust", EXHAUST)
 
-    run = user.atomicscan("--scanner", "exhaust", "--json", "--memory", "256m", ALPINE)
+    run = user.atomicscan(*RLIMITS, "--scanner", "exhaust", "--json", "--memory", "256m", ALPINE)
 
     assert run.returncode == 0, run.stderr
     custom = results_of(run)[ALPINE]["custom"]
@@ -214,7 +216,7 @@ def test_sigkill_leaves_state_that_the_users_cleanup_removes(
     user: RootlessUser, user_before: dict[str, frozenset[str]], root_before: HostSnapshot
 ) -> None:
     _scanner(user, "sleeper", SLEEPER)
-    scan = user.popen(str(user.command), "--scanner", "sleeper", DEBIAN, ALPINE)
+    scan = user.popen(str(user.command), *RLIMITS, "--scanner", "sleeper", DEBIAN, ALPINE)
     deadline = time.monotonic() + 120
     while not user.snapshot()["containers"] - user_before["containers"]:
         assert scan.poll() is None, scan.communicate()
@@ -240,29 +242,41 @@ def test_what_a_user_cannot_do_is_refused_in_one_line(
     with tempfile.TemporaryDirectory(prefix="rootonly-", dir="/var/tmp") as hidden:
         Path(hidden, "etc").mkdir()
         os.chmod(hidden, 0o700)
-        run = user.atomicscan("--scanner", "packages", "--rootfs", hidden)
+        run = user.atomicscan(*RLIMITS, "--scanner", "packages", "--rootfs", hidden)
         assert run.returncode == 2
         assert "not readable" in _one_error_line(run.stderr)
     # Root's storage is another user's storage: the user can't reach it, not even by path.
     with mounted_image(PURGED) as root_view:
-        run = user.atomicscan("--scanner", "packages", "--rootfs", str(root_view))
+        run = user.atomicscan(*RLIMITS, "--scanner", "packages", "--rootfs", str(root_view))
         assert run.returncode == 2
         _one_error_line(run.stderr)
-    run = user.atomicscan("--scanner", "packages", PURGED)  # only root has it
+    run = user.atomicscan(*RLIMITS, "--scanner", "packages", PURGED)  # only root has it
     assert run.returncode == 2
     assert "neither a container nor an image in podman" in _one_error_line(run.stderr)
     for runtime in ("docker", "containerd"):
-        run = user.atomicscan("--scanner", "packages", "--runtime", runtime, ALPINE)
+        run = user.atomicscan(*RLIMITS, "--scanner", "packages", "--runtime", runtime, ALPINE)
         assert run.returncode == 1, run.stderr
         line = _one_error_line(run.stderr)
         assert line.startswith(f"atomicscan: error: {runtime}: "), line
+
+
+def test_a_scan_without_a_whole_memory_limit_must_be_asked_for(
+    user: RootlessUser, user_before: dict[str, frozenset[str]], root_before: HostSnapshot
+) -> None:
+    checks = {c["check"]: c for c in json.loads(user.atomicscan("doctor", "--json").stdout)}
+    run = user.atomicscan("--scanner", "packages", "--json", ALPINE)
+    if not checks["resource limits"]["warn"]:  # cgroup v2 delegated: the limits apply
+        assert run.returncode == 0, run.stderr
+        return
+    assert run.returncode == 2
+    assert "--allow-rlimits-only" in _one_error_line(run.stderr)
 
 
 def test_a_rootfs_in_the_users_home_is_scanned(
     user: RootlessUser, user_before: dict[str, frozenset[str]], root_before: HostSnapshot
 ) -> None:
     user.write("chroot/lib/apk/db/installed", USER_BUILT_APKDB)
-    run = user.atomicscan("--scanner", "packages", "--json", "--rootfs",
+    run = user.atomicscan(*RLIMITS, "--scanner", "packages", "--json", "--rootfs",
                           str(user.home / "chroot"))
     assert run.returncode == 0, run.stderr
     assert len(packages_of(next(iter(results_of(run).values())))) == 3
@@ -291,7 +305,9 @@ def test_doctor_as_the_user_says_what_is_there_and_what_is_missing(
 def test_the_users_own_scan_never_sees_roots_runs(
     user: RootlessUser, user_before: dict[str, frozenset[str]], root_before: HostSnapshot
 ) -> None:
-    run = user.atomicscan("--scanner", "packages", "--json", ALPINE)
+    # Naming the runtime loads the runtimes before the namespace is joined: still one thread.
+    run = user.atomicscan(*RLIMITS, "--runtime", "podman", "--scanner", "packages", "--json",
+                          ALPINE)
     assert run.returncode == 0, run.stderr
     root_state = subprocess.run(["ls", "/run/atomicscan"], capture_output=True, text=True,
                                 check=False).stdout

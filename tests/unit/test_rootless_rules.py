@@ -131,7 +131,8 @@ def _container(**changes: Any) -> ScannerContainer:
 def test_a_rootless_scanner_is_bounded_by_rlimits() -> None:
     assert rootless_limits(_container()) == [
         "--ulimit", "nproc=1024:1024", "--ulimit", "data=536870912:536870912",
-        "--ulimit", "nofile=1024:1024", "--ulimit", "cpu=91:91"]
+        "--ulimit", "stack=8388608:8388608", "--ulimit", "nofile=1024:1024",
+        "--ulimit", "cpu=91:91"]
     assert "cpu" not in " ".join(rootless_limits(_container(timeout=None)))
 
 
