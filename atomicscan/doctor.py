@@ -146,6 +146,12 @@ def user_namespace_checks(etc: Path = Path("/etc")) -> list[Check]:
         f"XDG_RUNTIME_DIR {'is not set' if directory is None else f'{directory} is not yours'}",
         f"log in with a session (su and sudo don't make one), or: sudo loginctl "
         f"enable-linger {login}; export XDG_RUNTIME_DIR=/run/user/{uid}"))
+    if usable and directory is not None and len(str(directory / "containers")) > 50:
+        checks.append(Check(
+            "runtime directory length", True,
+            f"podman's run root {directory / 'containers'} is over 50 characters: podman 4.3 "
+            "then can't clean up after a container, and every scan waits 20 s for it",
+            f"use /run/user/{uid} as XDG_RUNTIME_DIR", warn=True))
     checks.append(_limits_check())
     return checks
 

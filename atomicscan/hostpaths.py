@@ -100,7 +100,10 @@ def _user_places() -> list[tuple[str, str]]:
         return []
     home = rootless.home()
     places = [(str(home / relative), why) for relative, why in USER_REFUSED_PLACES]
+    # Where XDG moves them when the user's variables say so.
     places += [(str(rootless.data_home()), "your atomicscan results"),
+               (str(rootless.data_home().parent / "containers"), "your podman storage"),
+               (str(rootless.config_home()), "your applications' settings and tokens"),
                (str(rootless.cache_home()), "your atomicscan cache")]
     return places
 

@@ -103,6 +103,11 @@ def cache_home() -> Path:
     return _xdg("XDG_CACHE_HOME", ".cache") / "atomicscan"
 
 
+def config_home() -> Path:
+    """The user's ``$XDG_CONFIG_HOME`` (``~/.config``): settings, tokens, podman's own."""
+    return _xdg("XDG_CONFIG_HOME", ".config")
+
+
 def runtime_dir() -> Path | None:
     """``$XDG_RUNTIME_DIR``, else the /run/user/UID a login session makes, if there."""
     value = os.environ.get("XDG_RUNTIME_DIR", "")

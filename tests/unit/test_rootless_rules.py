@@ -116,6 +116,17 @@ def test_a_user_may_show_their_home_but_not_their_keys_or_other_homes(
             check_host_path(as_user / secret, what="--x")
     with pytest.raises(HostPathError, match="holds"):
         check_host_path(as_user, what="--x")  # it holds the keys
+
+
+def test_podman_storage_and_settings_are_refused_where_xdg_puts_them(
+    as_user: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_DATA_HOME", str(as_user / "data"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(as_user / "conf"))
+    for place in ("data/containers/storage", "conf/containers"):
+        (as_user / place).mkdir(parents=True)
+        with pytest.raises(HostPathError, match="refused"):
+            check_host_path(as_user / place, what="--x")
     if Path("/home").is_dir():
         with pytest.raises(HostPathError, match="/home"):
             check_host_path("/home", what="--x")
