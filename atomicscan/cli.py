@@ -389,7 +389,10 @@ def _write_outputs(plugins: Any, report: Any, wanted: Sequence[Any],
         elif written.stdout is not None:
             try:
                 sys.stdout.flush()
-                sys.stdout.buffer.write(written.stdout)
+                parts = [written.stdout] if isinstance(written.stdout, bytes) \
+                    else written.stdout
+                for part in parts:
+                    sys.stdout.buffer.write(part)
                 sys.stdout.buffer.flush()
             except BrokenPipeError:
                 # The reader is gone (`| head`): say so once, and write nothing more there.

@@ -21,9 +21,10 @@ import posixpath
 import re
 import stat
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from atomicscan.errors import AtomicscanError, UsageError
 from atomicscan.formats import FormatError, FormatRegistry, OutputFormat
@@ -67,7 +68,8 @@ class Written:
 
     format: str
     files: tuple[Path, ...] = ()
-    stdout: bytes | None = None
+    stdout: bytes | Iterable[bytes] | None = None
+    """The document, or its parts in order (a big JSON report is not built in one piece)."""
     errors: tuple[str, ...] = ()
 
 
@@ -264,6 +266,24 @@ def _umask() -> int:
 
 Renderer = Callable[[Report], bytes]
 
+#: Bytes gathered before a part of a streamed JSON document is handed on.
+JSON_PART_BYTES = 1 << 16
+
+
+def json_parts(document: Any) -> Iterator[bytes]:
+    """``document`` as indented JSON (the bytes of ``-o json``), in parts of about 64 KiB: a
+    report of a thousand targets is never one string in memory."""
+    pending: list[str] = []
+    size = 0
+    for piece in json.JSONEncoder(indent=2, allow_nan=False).iterencode(document):
+        pending.append(piece)
+        size += len(piece)
+        if size >= JSON_PART_BYTES:
+            yield "".join(pending).encode()
+            pending, size = [], 0
+    pending.append("\n")
+    yield "".join(pending).encode()
+
 
 class OutputWriter:
     """Writes a report in the requested formats; ``table`` is rendered by the caller's
@@ -289,6 +309,8 @@ class OutputWriter:
     def _one(self, report: Report, request: OutputRequest) -> Written:
         found = self.registry.get(request.format)
         try:
+            if request.format == "json" and request.path is None:
+                return Written("json", stdout=json_parts(report.to_json()))
             if found is None or found.write_run is not None:
                 data = self._run_document(report, request.format)
                 if request.path is None:

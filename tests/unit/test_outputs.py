@@ -11,7 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from atomicscan import FormatError, FormatRegistry, OutputFormat, Report, ScanResult, UsageError
+from atomicscan import (
+    FormatError,
+    FormatRegistry,
+    OutputFormat,
+    Report,
+    ScanResult,
+    UsageError,
+    outputs,
+)
 from atomicscan.outputs import (
     OutputError,
     OutputRequest,
@@ -78,10 +86,21 @@ def test_run_formats_go_to_stdout_or_a_file(tmp_path: Path) -> None:
     out, table, _names = _writer().write(report, [
         OutputRequest("json"), OutputRequest("table", tmp_path / "t.txt"),
         OutputRequest("names", tmp_path / "names.txt")])
-    assert out.stdout is not None and json.loads(out.stdout)["summary"]["targets"] == 2
+    assert out.stdout is not None and not isinstance(out.stdout, bytes)  # streamed in parts
+    printed = b"".join(out.stdout)
+    assert json.loads(printed)["summary"]["targets"] == 2
+    assert printed == (json.dumps(report.to_json(), indent=2) + "\n").encode()
     assert table.files == (tmp_path / "t.txt",) and (tmp_path / "t.txt").read_bytes() == \
         b"TABLE\n"
     assert (tmp_path / "names.txt").read_text() == "a b"
+
+
+def test_a_big_json_report_is_printed_in_parts(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(outputs, "JSON_PART_BYTES", 100)
+    document = {"results": [{"name": f"p{n}", "version": "1.0"} for n in range(50)]}
+    parts = list(outputs.json_parts(document))
+    assert len(parts) > 10
+    assert b"".join(parts) == (json.dumps(document, indent=2) + "\n").encode()
 
 
 def test_a_per_target_format_with_one_target_is_one_document(tmp_path: Path) -> None:
