@@ -182,7 +182,12 @@ class Atomicscan:
 
     def add_scanner(self, name: str, script: str, image: str = PACKAGES_SCANNER) -> None:
         """A test scanner: a shell script run in the packages scanner's image."""
-        definition = f"""\
+        (self.config_dir / f"{name}.toml").write_text(script_scanner(name, script, image))
+
+
+def script_scanner(name: str, script: str, image: str = PACKAGES_SCANNER) -> str:
+    """The definition of a test scanner that runs a shell script in ``image``."""
+    return f"""\
 type = "scanner"
 scanner_name = "{name}"
 image_name = "{image}"
@@ -194,7 +199,18 @@ name = "test"
 args = ["sh", "-c", {json.dumps(script)}]
 description = "test"
 """
-        (self.config_dir / f"{name}.toml").write_text(definition)
+
+
+def assert_locked_down(probe: Mapping[str, str]) -> None:
+    """What the isolation probe scanners report: nothing written or removed in /scanin, a
+    read-only root, uid 65534, no capabilities, no new privileges, no network."""
+    assert probe["touch"] == "no", "a scanner could create a file in /scanin"
+    assert probe["rm"] == "no", "a scanner could delete a file in /scanin"
+    assert probe["rootfs_write"] == "no", "the scanner's own root is writable"
+    assert probe["uid"] == "65534"
+    assert probe["capeff"] == "0000000000000000"
+    assert probe["nnp"] == "1"
+    assert probe["nets"].split() == ["lo"], "the scanner must have no network"
 
 
 @dataclass(frozen=True)

@@ -133,6 +133,7 @@ class PodmanRuntime(ListingRuntime):
         self._store_rows: tuple[podman_store.StoreFacts, dict[str, dict[str, Any]]] | None \
             = None
         self._store_read = False
+        self._facts: podman_store.StoreFacts | None = None
 
     def _podman(self, *args: str, check: bool = True, timeout: float = 300.0
                 ) -> proc.Completed:
@@ -189,7 +190,7 @@ class PodmanRuntime(ListingRuntime):
         in between) falls back to the CLI.
         """
         for _attempt in range(2):
-            store = self._store_facts()
+            store = self._store_facts(fresh=_attempt > 0)
             rows = None if store is None else podman_store.read_index(store.index)
             if store is None:
                 return None
@@ -202,18 +203,24 @@ class PodmanRuntime(ListingRuntime):
                      store.images, "reading it again" if _attempt == 0 else "listing instead")
         return None
 
-    def _store_facts(self) -> podman_store.StoreFacts | None:
-        result = self._podman("info", "--format", "{{json .Store}}", check=False)
-        return podman_store.store_facts(result.stdout) if result.ok else None
+    def _store_facts(self, *, fresh: bool = False) -> podman_store.StoreFacts | None:
+        """Where the image index is and how many images podman counts: asked once a run
+        (``fresh`` asks again)."""
+        if self._facts is None or fresh:
+            result = self._podman("info", "--format", "{{json .Store}}", check=False)
+            self._facts = podman_store.store_facts(result.stdout) if result.ok else None
+        return self._facts
 
     def _new_run(self) -> None:
         super()._new_run()
         with self._store_lock:
-            self._store_rows, self._store_read = None, False
+            self._store_rows, self._store_read, self._facts = None, False, None
 
-    def _image_inspects_from_store(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-        """Image inspects read from the storage (see :mod:`podman_store`) for the IDs it can
-        answer; the rest is left to ``podman image inspect``."""
+    def _image_inspects_from_store(self, refs: Sequence[str]
+                                   ) -> tuple[dict[str, dict[str, Any]], set[str]]:
+        """Image inspects read from the storage (see :mod:`podman_store`), by image ID, for
+        the references (IDs, or names exactly as the index holds them) it can answer, and
+        which references those were; the rest is left to ``podman image inspect``."""
         with self._store_lock:
             if not self._store_read:
                 store = self._store_facts()
@@ -222,16 +229,19 @@ class PodmanRuntime(ListingRuntime):
                 self._store_read = True
             known = self._store_rows
         if known is None:
-            return {}
+            return {}, set()
         store, rows = known
+        by_name = {name: image_id for image_id, row in rows.items() for name in row["names"]}
         found: dict[str, dict[str, Any]] = {}
-        for image_id in ids:
-            row = rows.get(image_id)
-            inspect = None if row is None else podman_store.inspect_from_store(
-                store.images_dir, row)
-            if inspect is not None:
+        answered: set[str] = set()
+        for ref in refs:
+            image_id = ref if ref in rows else by_name.get(ref)
+            inspect = None if image_id is None else podman_store.inspect_from_store(
+                store.images_dir, rows[image_id])
+            if image_id is not None and inspect is not None:
                 found[image_id] = inspect
-        return found
+                answered.add(ref)
+        return found, answered
 
     def _images_from_cli(self) -> list[Candidate]:
         try:
@@ -248,8 +258,9 @@ class PodmanRuntime(ListingRuntime):
         ]
 
     def _inspect_many(self, kind: str, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-        found = self._image_inspects_from_store(ids) if kind == "image" else {}
-        rest = [target_id for target_id in ids if target_id not in found]
+        found, answered = self._image_inspects_from_store(ids) if kind == "image" \
+            else ({}, set())
+        rest = [ref for ref in ids if ref not in answered]
         if rest:
             found.update(self._inspect_with_cli(kind, rest))
         return found

@@ -29,7 +29,7 @@ def test_image_configurations_from_the_store_equal_podmans_inspect() -> None:
     images = runtime._images_from_store()
     assert images is not None
     ids = [image.id for image in images]
-    from_store = runtime._image_inspects_from_store(ids)
+    from_store, _answered = runtime._image_inspects_from_store(ids)
     from_cli = runtime._inspect_with_cli("image", ids)
     # Every image podman inspected is read from the store too.
     assert set(from_cli) <= set(from_store) | _removed_since(runtime, ids)

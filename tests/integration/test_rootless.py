@@ -26,9 +26,11 @@ from helpers import (
     RPM_BDB,
     RPM_SQLITE,
     HostSnapshot,
+    assert_locked_down,
     assert_no_leftovers,
     mounted_image,
     packages_of,
+    script_scanner,
     snapshot,
 )
 from rootless_user import RootlessUser, results_of, throwaway_user
@@ -85,18 +87,7 @@ RLIMITS = ("--allow-rlimits-only",)
 
 
 def _scanner(user: RootlessUser, name: str, script: str) -> None:
-    user.write(f"atomicscan.d/{name}.toml", f"""\
-type = "scanner"
-scanner_name = "{name}"
-image_name = "{PACKAGES_SCANNER}"
-default_scan = "test"
-description = "test scanner {name}"
-
-[[scans]]
-name = "test"
-args = ["sh", "-c", {json.dumps(script)}]
-description = "test"
-""")
+    user.write(f"atomicscan.d/{name}.toml", script_scanner(name, script))
 
 
 @pytest.fixture(scope="module")
@@ -186,13 +177,7 @@ def test_the_scanner_is_locked_down_and_cannot_write_the_target(
 
     assert run.returncode == 0, run.stderr
     probe = results_of(run)[ALPINE]["custom"]
-    assert probe["touch"] == "no", "a scanner could create a file in /scanin"
-    assert probe["rm"] == "no", "a scanner could delete a file in /scanin"
-    assert probe["rootfs_write"] == "no", "the scanner's own root is writable"
-    assert probe["uid"] == "65534"
-    assert probe["capeff"] == "0000000000000000"
-    assert probe["nnp"] == "1"
-    assert probe["nets"].split() == ["lo"], "the scanner must have no network"
+    assert_locked_down(probe)
     assert probe["nproc"] == "1024"
     assert probe["data"] == str(512 * 1024 * 1024)  # --memory bounds each process's data
     assert user.podman("unshare", "sh", "-c", digest).stdout == before
@@ -212,16 +197,34 @@ def test_a_scanner_cannot_take_more_memory_or_processes_than_its_limits(
     assert int(custom["forks"]) < 1024
 
 
+def _wait_for_scanner(user: RootlessUser, scan: subprocess.Popen[str],
+                      before: dict[str, frozenset[str]]) -> None:
+    deadline = time.monotonic() + 120
+    while not user.snapshot()["containers"] - before["containers"]:
+        assert scan.poll() is None, scan.communicate()
+        assert time.monotonic() < deadline, "the scanner container never started"
+        time.sleep(0.3)
+
+
+def test_ctrl_c_mid_scan_cleans_up_and_exits_130(
+    user: RootlessUser, user_before: dict[str, frozenset[str]], root_before: HostSnapshot
+) -> None:
+    _scanner(user, "sleeper", SLEEPER)
+    scan = user.popen(str(user.command), *RLIMITS, "--scanner", "sleeper", DEBIAN)
+    _wait_for_scanner(user, scan, user_before)
+    os.killpg(scan.pid, signal.SIGINT)
+    _out, err = scan.communicate(timeout=120)
+    assert scan.returncode == 130, err
+    assert "interrupted" in _one_error_line(err)
+    # user_before: no mount, container or state of the run is left
+
+
 def test_sigkill_leaves_state_that_the_users_cleanup_removes(
     user: RootlessUser, user_before: dict[str, frozenset[str]], root_before: HostSnapshot
 ) -> None:
     _scanner(user, "sleeper", SLEEPER)
     scan = user.popen(str(user.command), *RLIMITS, "--scanner", "sleeper", DEBIAN, ALPINE)
-    deadline = time.monotonic() + 120
-    while not user.snapshot()["containers"] - user_before["containers"]:
-        assert scan.poll() is None, scan.communicate()
-        assert time.monotonic() < deadline, "the scanner container never started"
-        time.sleep(0.3)
+    _wait_for_scanner(user, scan, user_before)
     os.killpg(scan.pid, signal.SIGKILL)
     scan.communicate(timeout=60)
     left = user.snapshot()

@@ -3,6 +3,8 @@ when podman counts the same images, else the CLI listing, as before."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -102,3 +104,26 @@ def test_a_different_count_falls_back_to_the_cli_listing(tmp_path: Path) -> None
     runtime._podman = fake  # type: ignore[method-assign]
     assert [c.names for c in runtime._images()] == [("localhost/from-cli:latest",)]
     assert [call[0] for call in fake.calls] == ["info", "info", "images"]
+
+
+def test_names_the_index_holds_are_inspected_from_it_without_podman(tmp_path: Path) -> None:
+    config = json.dumps({"config": {"User": "app", "Entrypoint": []}}).encode()
+    image_id = hashlib.sha256(config).hexdigest()
+    index = _index(tmp_path, [{"id": image_id, "names": ["localhost/app:1"],
+                               "digest": "sha256:" + "d" * 64}])
+    blob = index.parent / image_id / ("=" + base64.b64encode(
+        f"sha256:{image_id}".encode()).decode())
+    blob.parent.mkdir()
+    blob.write_bytes(config)
+    runtime = PodmanRuntime()
+    fake = _Podman(_store(tmp_path, 1))
+    runtime._podman = fake  # type: ignore[method-assign]
+    found = runtime._inspect_many("image", ["localhost/app:1"])
+    assert list(found) == [image_id]
+    assert found[image_id]["Config"] == {"User": "app"}  # empty fields left out, as podman
+    assert found[image_id]["RepoDigests"] == ["localhost/app@sha256:" + "d" * 64]
+    assert [call[0] for call in fake.calls] == ["info"]
+    blob.write_bytes(config + b" ")  # no longer the image's configuration: podman answers
+    runtime._new_run()
+    runtime._inspect_many("image", [image_id])
+    assert [call[:2] for call in fake.calls[1:]] == [("info", "--format"), ("image", "inspect")]
