@@ -501,9 +501,10 @@ def cleanup_command(as_json: bool, verbose: bool, debug: bool) -> None:
     from atomicscan.mounts import require_root
     from atomicscan.plugins import Plugins
 
-    _join_rootless(Plugins.load(), None, None)
+    plugins = Plugins.load()
+    _join_rootless(plugins, None, None)
     require_root()
-    report = clean_stale(Plugins.load().runtimes, always_containers=True)
+    report = clean_stale(plugins.runtimes, always_containers=True)
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2))
     elif report.empty:

@@ -74,15 +74,8 @@ def _foreign_link(path: Path) -> str | None:
 def check_chain(root: Path) -> None:
     """Refuse ``root`` when someone else could swap it or a directory above it, judged
     with the real owners: a user's run calls this before it joins podman's namespace."""
-    problem = _foreign_link(root)
     real_root = root.resolve()
-    if problem is None:
-        problems = [_unsafe_dir(parent, mine=False) for parent in reversed(real_root.parents)]
-        problem = next((p for p in [*problems, _unsafe_dir(real_root, mine=True)]
-                        if p is not None), None)
-    if problem is not None:
-        raise UsageError(f"results directory {root}: {problem}; choose a directory only you "
-                         "can write (mkdir -m 0700 DIR)")
+    _refuse_unsafe_chain(root, real_root)
     if not rootless.in_user_namespace():
         given = root if root.is_absolute() else Path.cwd() / root
         _CHECKED_BEFORE_JOINING.update([real_root, *real_root.parents, given, *given.parents])
@@ -117,14 +110,22 @@ def scanner_results_dir(root: Path, scanner: str) -> Path:
     candidate = (real_root / scanner).resolve()
     if candidate.parent != real_root or candidate.name != scanner:
         raise UsageError(f"scanner name {scanner!r} would put results outside {root}")
-    problems = [_foreign_link(root)]
-    problems += [_unsafe_dir(parent, mine=False) for parent in reversed(real_root.parents)]
-    problems += [_unsafe_dir(real_root, mine=True), _unsafe_dir(candidate, mine=True)]
+    _refuse_unsafe_chain(root, real_root, candidate)
+    return candidate
+
+
+def _refuse_unsafe_chain(root: Path, real_root: Path, *ours: Path) -> None:
+    """Refuse ``root`` when a link on its way is someone else's, or a directory on the way
+    (``real_root``'s parents), ``real_root`` or any of ``ours`` could be swapped by others."""
+    problems = (
+        _foreign_link(root),
+        *(_unsafe_dir(parent, mine=False) for parent in reversed(real_root.parents)),
+        *(_unsafe_dir(path, mine=True) for path in (real_root, *ours)),
+    )
     problem = next((p for p in problems if p is not None), None)
     if problem is not None:
         raise UsageError(f"results directory {root}: {problem}; choose a directory only you "
                          "can write (mkdir -m 0700 DIR)")
-    return candidate
 
 
 def results_directory(base: Path | None, scanner: str) -> Path:

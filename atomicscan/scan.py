@@ -123,6 +123,8 @@ class ScanRun:
         self.scan_type = self.scanner.scan_type(request.scan_type).name
         self.run_id = new_run_id()
         self.timeout = check_timeout(request.timeout)
+        #: Batches scanned at once; the plan sizes batches for this many.
+        self.jobs = request.jobs or default_jobs()
         self.cancel = threading.Event()
 
     def check_rootless_limits(self) -> None:
@@ -191,7 +193,7 @@ class ScanRun:
                          cache_root, scanner_args=self.request.scanner_args,
                          use_cache=self.request.use_cache, remediate=self.request.remediate,
                          batch_size=self.request.batch_size,
-                         jobs=self.request.jobs or default_jobs())
+                         jobs=self.jobs)
 
     def run_batches(self, plan: Plan, results_dir: Path) -> list[ScanResult]:
         """Fresh results of the plan's batches, under a run state of their own."""
@@ -206,7 +208,7 @@ class ScanRun:
             runner = BatchRunner(job, self.host, run_state, results_dir,
                                  progress=self.progress, cancel=self.cancel)
             return run_batches(plan.batches, runner.scan,
-                               jobs=self.request.jobs or default_jobs(), cancel=self.cancel,
+                               jobs=self.jobs, cancel=self.cancel,
                                on_result=self.on_result)
 
     def finish(self, report: Report) -> Report:

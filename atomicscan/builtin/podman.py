@@ -191,9 +191,9 @@ class PodmanRuntime(ListingRuntime):
         """
         for _attempt in range(2):
             store = self._store_facts(fresh=_attempt > 0)
-            rows = None if store is None else podman_store.read_index(store.index)
             if store is None:
                 return None
+            rows = podman_store.read_index(store.index)
             if rows is not None and len(rows) == store.images:
                 with self._store_lock:
                     self._store_rows, self._store_read = (store, rows), True

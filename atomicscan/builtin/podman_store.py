@@ -51,9 +51,9 @@ def store_facts(text: str) -> StoreFacts | None:
         return None
     if not isinstance(store, dict):
         return None
-    root, driver = store.get("graphRoot"), store.get("graphDriverName")
-    count = (store.get("imageStore") or {}).get("number") \
-        if isinstance(store.get("imageStore"), dict) else None
+    root, driver, images = (store.get(key) for key in
+                            ("graphRoot", "graphDriverName", "imageStore"))
+    count = images.get("number") if isinstance(images, dict) else None
     if not (isinstance(root, str) and root.startswith("/") and isinstance(driver, str)
             and re.fullmatch(r"[a-z0-9]+", driver) and isinstance(count, int)):
         return None
